@@ -1,0 +1,610 @@
+//! The HTTP/1.1 server: accepting connections, reading requests within limits, running the handler,
+//! and stopping gracefully.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, field};
+
+use crate::error::{Error, HttpError, ListenAddr};
+use crate::handler::{BoxHandler, Handler};
+use crate::request::Request;
+use crate::response::{IntoResponse, Response};
+
+/// Limits and timeouts of a [`Server`].
+///
+/// Every setter documents its default; [`ServerConfig::default()`] gives them all.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use verb_core::ServerConfig;
+///
+/// let config = ServerConfig::new()
+///     .body_limit(4 * 1024 * 1024)
+///     .header_read_timeout(Duration::from_secs(5));
+/// assert_eq!(config.get_body_limit(), 4 * 1024 * 1024);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ServerConfig {
+    body_limit: usize,
+    max_header_size: usize,
+    max_headers: usize,
+    header_read_timeout: Duration,
+    body_read_timeout: Duration,
+    shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+            max_header_size: 16 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The smallest header size limit hyper's HTTP/1 parser allows.
+const MIN_HEADER_BUF: usize = 8 * 1024;
+
+impl ServerConfig {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Largest request body accepted, in bytes; larger bodies get `413 Payload Too Large`.
+    ///
+    /// Default is 1 MiB.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Largest request head (request line and all headers), in bytes; larger heads get
+    /// `431 Request Header Fields Too Large` and the connection is closed.
+    ///
+    /// Default is 16 KiB.
+    pub fn max_header_size(mut self, bytes: usize) -> Self {
+        self.max_header_size = bytes;
+        self
+    }
+
+    /// Most header fields accepted in one request; more get `431`.
+    ///
+    /// Default is 100.
+    pub fn max_headers(mut self, count: usize) -> Self {
+        self.max_headers = count;
+        self
+    }
+
+    /// How long a client has to send a complete request head, counted from the moment the connection is
+    /// accepted (or, on a kept-alive connection, from the end of the previous response). A client that
+    /// is slower is disconnected, which defeats slowloris attacks.
+    ///
+    /// Default is 10 seconds.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a client has to send the whole body once the head has arrived; slower clients get
+    /// `408 Request Timeout`.
+    ///
+    /// Default is 30 seconds.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
+    /// How long a graceful stop waits for in-flight requests before dropping the connections left.
+    ///
+    /// Default is 10 seconds.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The body limit in bytes.
+    pub fn get_body_limit(&self) -> usize {
+        self.body_limit
+    }
+
+    /// The header size limit in bytes.
+    pub fn get_max_header_size(&self) -> usize {
+        self.max_header_size
+    }
+
+    /// The header read timeout.
+    pub fn get_header_read_timeout(&self) -> Duration {
+        self.header_read_timeout
+    }
+
+    /// The graceful shutdown deadline.
+    pub fn get_shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
+
+    fn http1(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .max_header_size(self.max_header_size)
+            .max_headers(self.max_headers)
+            // hyper refuses buffers under 8 KiB; the head limit above is what clients see.
+            .max_buf_size(self.max_header_size.max(MIN_HEADER_BUF) + MIN_HEADER_BUF)
+            .keep_alive(true);
+        builder
+    }
+}
+
+/// An HTTP/1.1 server for one [`Handler`].
+///
+/// Usually reached through the `verb` facade (`app.listen(3000)`); usable alone with any handler.
+///
+/// # Example
+///
+/// ```no_run
+/// use verb_core::{Request, Server};
+///
+/// # async fn run() -> Result<(), verb_core::Error> {
+/// Server::new(|req: Request| async move { format!("you asked for {}", req.path()) })
+///     .listen(3000) // runs until Ctrl-C or SIGTERM, then stops gracefully
+///     .await
+/// # }
+/// ```
+#[must_use = "a server does nothing until `listen` or `bind` is awaited"]
+pub struct Server {
+    handler: BoxHandler,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// A server answering with `handler`, with the default [`ServerConfig`].
+    pub fn new(handler: impl Handler) -> Self {
+        Self::from_boxed(Arc::new(handler))
+    }
+
+    /// A server answering with an already shared handler.
+    pub fn from_boxed(handler: BoxHandler) -> Self {
+        Self {
+            handler,
+            config: ServerConfig::default(),
+        }
+    }
+
+    /// Replaces the configuration.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Binds `addr`, logs `listening on http://ADDR` and serves until Ctrl-C or SIGTERM, then stops
+    /// gracefully (see [`ServerHandle::stop`]).
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound, the signal handler cannot be installed, or the graceful stop
+    /// passes its deadline.
+    pub async fn listen(self, addr: impl Into<ListenAddr>) -> Result<(), Error> {
+        let handle = self.bind(addr).await?;
+        tracing::info!("listening on http://{}", handle.local_addr());
+        tokio::select! {
+            signal = shutdown_signal() => {
+                signal?;
+                tracing::info!("shutdown signal received, stopping gracefully");
+                handle.stop().await
+            }
+            () = handle.stopped() => Ok(()),
+        }
+    }
+
+    /// Binds `addr` and serves in the background; the returned handle tells the address and stops the
+    /// server. Port `0` picks a free port.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use verb_core::{Request, Server};
+    ///
+    /// let server = Server::new(|_req: Request| async { "hi" }).bind("127.0.0.1:0").await?;
+    /// assert_ne!(server.local_addr().port(), 0);
+    /// server.stop().await?;
+    /// # Ok::<(), verb_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the address does not resolve or cannot be bound.
+    pub async fn bind(self, addr: impl Into<ListenAddr>) -> Result<ServerHandle, Error> {
+        let addr = addr.into();
+        let listener = bind(&addr).await?;
+        self.serve(listener)
+    }
+
+    /// Serves connections accepted from `listener` in the background.
+    ///
+    /// # Errors
+    ///
+    /// When the listener's local address cannot be read.
+    pub fn serve(self, listener: TcpListener) -> Result<ServerHandle, Error> {
+        let local_addr = listener.local_addr().map_err(Error::LocalAddr)?;
+        let inner = Arc::new(HandleInner {
+            local_addr,
+            shutdown: CancellationToken::new(),
+            force: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            open: AtomicUsize::new(0),
+            stopped: CancellationToken::new(),
+            shutdown_timeout: self.config.shutdown_timeout,
+        });
+        let shared = Arc::new(Shared {
+            http1: self.config.http1(),
+            body_limit: self.config.body_limit,
+            body_read_timeout: self.config.body_read_timeout,
+            handler: self.handler,
+        });
+        inner
+            .tracker
+            .spawn(accept_loop(listener, shared, Arc::clone(&inner)));
+        Ok(ServerHandle { inner })
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves once Ctrl-C (SIGINT) or, on Unix, SIGTERM arrives.
+///
+/// # Errors
+///
+/// When a signal handler cannot be installed.
+pub async fn shutdown_signal() -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(Error::Signal)?;
+        tokio::select! {
+            res = tokio::signal::ctrl_c() => res.map_err(Error::Signal),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map_err(Error::Signal)
+    }
+}
+
+async fn bind(addr: &ListenAddr) -> Result<TcpListener, Error> {
+    let bind_error = |source| Error::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    match addr {
+        ListenAddr::Addr(socket) => TcpListener::bind(socket).await.map_err(bind_error),
+        ListenAddr::Host(host) => {
+            let mut last = None;
+            for socket in tokio::net::lookup_host(host.as_str())
+                .await
+                .map_err(bind_error)?
+            {
+                match TcpListener::bind(socket).await {
+                    Ok(listener) => return Ok(listener),
+                    Err(err) => last = Some(err),
+                }
+            }
+            Err(match last {
+                Some(err) => bind_error(err),
+                None => Error::NoAddress {
+                    addr: host.clone(),
+                },
+            })
+        }
+    }
+}
+
+/// Controls a running server: its address, its open connections, and stopping it.
+///
+/// Cheap to clone; every clone controls the same server.
+#[derive(Clone)]
+pub struct ServerHandle {
+    inner: Arc<HandleInner>,
+}
+
+struct HandleInner {
+    local_addr: SocketAddr,
+    /// Cancelled when a graceful stop begins.
+    shutdown: CancellationToken,
+    /// Cancelled when the graceful stop's deadline passes: drop what is left.
+    force: CancellationToken,
+    tracker: TaskTracker,
+    open: AtomicUsize,
+    /// Cancelled once the server has fully stopped.
+    stopped: CancellationToken,
+    shutdown_timeout: Duration,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (with the real port when port `0` was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// How many client connections are open right now.
+    pub fn connections(&self) -> usize {
+        self.inner.open.load(Ordering::Relaxed)
+    }
+
+    /// Whether a stop has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// Stops gracefully: stops accepting, lets in-flight requests finish (idle kept-alive connections
+    /// close at once), and after the configured [`shutdown_timeout`](ServerConfig::shutdown_timeout)
+    /// drops the connections still open. Calling it again waits for the same stop.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShutdownTimeout`] when connections had to be dropped at the deadline.
+    pub async fn stop(&self) -> Result<(), Error> {
+        self.stop_within(self.inner.shutdown_timeout).await
+    }
+
+    /// Like [`stop`](Self::stop), with this deadline instead of the configured one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShutdownTimeout`] when connections had to be dropped at the deadline.
+    pub async fn stop_within(&self, timeout: Duration) -> Result<(), Error> {
+        let inner = &self.inner;
+        inner.shutdown.cancel();
+        inner.tracker.close();
+        let result = match tokio::time::timeout(timeout, inner.tracker.wait()).await {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                let remaining = inner.open.load(Ordering::Relaxed);
+                tracing::warn!(remaining, ?timeout, "graceful stop timed out; dropping connections");
+                inner.force.cancel();
+                inner.tracker.wait().await;
+                Err(Error::ShutdownTimeout { timeout, remaining })
+            }
+        };
+        inner.stopped.cancel();
+        result
+    }
+
+    /// Resolves once the server has stopped.
+    pub async fn stopped(&self) {
+        self.inner.stopped.cancelled().await;
+    }
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.inner.local_addr)
+            .field("connections", &self.connections())
+            .field("stopping", &self.is_stopping())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    http1: http1::Builder,
+    body_limit: usize,
+    body_read_timeout: Duration,
+    handler: BoxHandler,
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inner: Arc<HandleInner>) {
+    loop {
+        let accepted = tokio::select! {
+            () = inner.shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                // Small responses and WebSocket frames must not wait for Nagle's algorithm.
+                if let Err(err) = stream.set_nodelay(true) {
+                    tracing::debug!(%remote, error = %err, "cannot set TCP_NODELAY");
+                }
+                inner.open.fetch_add(1, Ordering::Relaxed);
+                let conn = serve_connection(stream, remote, Arc::clone(&shared), Arc::clone(&inner));
+                inner.tracker.spawn(conn);
+            }
+            Err(err) => {
+                // Out of file descriptors or memory, or the peer reset before accept: log, back off a
+                // little so a persistent condition does not spin the loop, and keep serving.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::select! {
+                    () = inner.shutdown.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    shared: Arc<Shared>,
+    inner: Arc<HandleInner>,
+) {
+    struct Open<'a>(&'a AtomicUsize);
+    impl Drop for Open<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let _open = Open(&inner.open);
+
+    let service_shared = Arc::clone(&shared);
+    let service = service_fn(move |req| {
+        let shared = Arc::clone(&service_shared);
+        async move { Ok::<_, Infallible>(handle(&shared, req, remote).await) }
+    });
+    let conn = shared
+        .http1
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+
+    let result = tokio::select! {
+        biased;
+        () = inner.force.cancelled() => return,
+        result = conn.as_mut() => result,
+        () = inner.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                () = inner.force.cancelled() => return,
+                result = conn.as_mut() => result,
+            }
+        }
+    };
+    if let Err(err) = result {
+        log_connection_error(&err, remote);
+    }
+}
+
+fn log_connection_error(err: &hyper::Error, remote: SocketAddr) {
+    if err.is_timeout() {
+        tracing::warn!(%remote, "request head not received in time; connection dropped");
+    } else if err.is_parse_too_large() {
+        tracing::warn!(%remote, "request head too large; answered 431");
+    } else if err.is_parse() {
+        tracing::warn!(%remote, error = %err, "malformed request; answered 400");
+    } else if err.is_incomplete_message() || err.is_closed() || err.is_canceled() {
+        tracing::debug!(%remote, error = %err, "connection closed early");
+    } else {
+        tracing::debug!(%remote, error = %err, "connection error");
+    }
+}
+
+async fn handle(
+    shared: &Shared,
+    req: hyper::Request<Incoming>,
+    remote: SocketAddr,
+) -> hyper::Response<Full<Bytes>> {
+    let start = Instant::now();
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        status = field::Empty,
+        latency_us = field::Empty,
+    );
+    async move {
+        let response = respond(shared, req, remote).await;
+        let status = response.status();
+        let latency = start.elapsed();
+        let span = tracing::Span::current();
+        span.record("status", status.as_u16());
+        span.record("latency_us", latency.as_micros() as u64);
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), ?latency, "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), ?latency, "request completed");
+        }
+        response.into_http().map(Full::new)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn respond(shared: &Shared, req: hyper::Request<Incoming>, remote: SocketAddr) -> Response {
+    let (head, body) = req.into_parts();
+    let body = match read_body(shared, &head.headers, body).await {
+        Ok(body) => body,
+        Err(err) => {
+            tracing::warn!(%remote, error = %err.message(), "request body refused");
+            return err.into_response();
+        }
+    };
+    let req = Request::from_parts(head, body, remote);
+    let handler = &shared.handler;
+    // A panic inside user code must cost this one request a 500, not the connection or the server.
+    match AssertUnwindSafe(async move { handler.call(req).await })
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(non-string panic payload)");
+            tracing::error!(panic = message, "handler panicked");
+            HttpError::internal("the request handler failed").into_response()
+        }
+    }
+}
+
+async fn read_body(
+    shared: &Shared,
+    headers: &http::HeaderMap,
+    body: Incoming,
+) -> Result<Bytes, HttpError> {
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let limit = shared.body_limit;
+    let too_large = || {
+        HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(shared.body_read_timeout, Limited::new(body, limit).collect()).await
+    {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(err)) => Err(HttpError::bad_request(format!(
+            "cannot read the request body: {err}"
+        ))),
+        Err(_) => Err(HttpError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not received within {:?}",
+                shared.body_read_timeout
+            ),
+        )),
+    }
+}

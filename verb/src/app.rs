@@ -1,0 +1,451 @@
+//! The application: routes, middleware and configuration, then `listen`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use verb_core::{
+    BoxFuture, BoxHandler, BoxMiddleware, Chain, Error, Handler, HeaderValue, HttpError,
+    IntoResponse, ListenAddr, Method, Middleware, Params, Request, Response, Server, ServerConfig,
+    ServerHandle, StatusCode, header,
+};
+use verb_router::{Miss, Router};
+
+/// What a server speaks, as in the docs' `createServer(ServerProtocol.WEBSOCKET)`.
+///
+/// Every protocol serves HTTP routes. `WebSocket` and `WebSockets` are for apps whose main job is a
+/// WebSocket endpoint; `Https` and `WebSockets` listen with TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ServerProtocol {
+    /// Plain HTTP/1.1 (the default).
+    #[default]
+    Http,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// Plain HTTP/1.1 with WebSocket upgrades (`ws://`).
+    WebSocket,
+    /// HTTP/1.1 and WebSocket upgrades over TLS (`wss://`).
+    WebSockets,
+}
+
+impl ServerProtocol {
+    /// Whether this protocol listens with TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, ServerProtocol::Https | ServerProtocol::WebSockets)
+    }
+}
+
+/// An HTTP application: add routes and middleware, then [`listen`](App::listen).
+///
+/// Made by [`create_server`](crate::create_server) or [`create_server_with`](crate::create_server_with).
+///
+/// # Example
+///
+/// ```no_run
+/// use verb::prelude::*;
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), verb::Error> {
+///     let mut app = verb::create_server();
+///     app.get("/", |_req| async { Response::html("<h1>Hello</h1>") });
+///     app.get("/users/:id", |req: Request| async move {
+///         Json(serde_json::json!({ "id": req.param("id") }))
+///     });
+///     app.listen(3000).await
+/// }
+/// ```
+///
+/// # Routes
+///
+/// Paths are written as in Express: `/users/:id` captures a segment, `/files/*rest` the rest of the
+/// path (matchit's `{id}` / `{*rest}` work too). A static segment wins over a parameter. A request whose
+/// path matches no route gets `404`; one whose path matches but not its method gets `405` with an `Allow`
+/// header. `HEAD` is answered by the `GET` route (without the body).
+///
+/// # Middleware
+///
+/// [`App::middleware`] (alias [`App::r#use`]) adds middleware that runs for every request, routed or
+/// not, in registration order; [`Route::middleware`] adds middleware to one route, which runs after the
+/// app's. A middleware may answer early or call `next.run(req)`.
+pub struct App {
+    protocol: ServerProtocol,
+    router: Router<usize>,
+    routes: Vec<RouteEntry>,
+    middleware: Vec<BoxMiddleware>,
+    config: ServerConfig,
+}
+
+struct RouteEntry {
+    handler: BoxHandler,
+    middleware: Vec<BoxMiddleware>,
+}
+
+impl App {
+    pub(crate) fn new(protocol: ServerProtocol) -> Self {
+        Self {
+            protocol,
+            router: Router::new(),
+            routes: Vec::new(),
+            middleware: Vec::new(),
+            config: ServerConfig::default(),
+        }
+    }
+
+    /// The protocol this app was created for.
+    pub fn protocol(&self) -> ServerProtocol {
+        self.protocol
+    }
+
+    /// Adds a route for `method` on `path`.
+    ///
+    /// # Panics
+    ///
+    /// If the path is malformed, conflicts with a route already added (the message names both), or
+    /// `method` is an extension method (use [`all`](Self::all) for those).
+    #[track_caller]
+    pub fn route(&mut self, method: Method, path: &str, handler: impl Handler) -> Route<'_> {
+        let Some(method) = router_method(&method) else {
+            panic!("cannot route extension method {method}; use `App::all` for it");
+        };
+        let index = self.routes.len();
+        if let Err(err) = self.router.route(method, path, index) {
+            panic!("{err}");
+        }
+        self.push_route(handler)
+    }
+
+    fn push_route(&mut self, handler: impl Handler) -> Route<'_> {
+        let index = self.routes.len();
+        self.routes.push(RouteEntry {
+            handler: Arc::new(handler),
+            middleware: Vec::new(),
+        });
+        Route { app: self, index }
+    }
+
+    /// Adds a `GET` route (which also answers `HEAD`).
+    ///
+    /// ```
+    /// # let mut app = verb::create_server();
+    /// use verb::prelude::*;
+    /// app.get("/users/:id", |req: Request| async move {
+    ///     format!("user {}", req.param("id").unwrap_or_default())
+    /// });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`route`](Self::route).
+    #[track_caller]
+    pub fn get(&mut self, path: &str, handler: impl Handler) -> Route<'_> {
+        self.route(Method::GET, path, handler)
+    }
+
+    /// Adds a `POST` route.
+    ///
+    /// ```
+    /// # let mut app = verb::create_server();
+    /// use verb::prelude::*;
+    /// #[derive(serde::Deserialize, serde::Serialize)]
+    /// struct Note { text: String }
+    ///
+    /// app.post("/notes", |req: Request| async move {
+    ///     let note: Note = req.json()?; // bad JSON → 400 with a JSON error
+    ///     Ok::<_, HttpError>((StatusCode::CREATED, Json(note)))
+    /// });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`route`](Self::route).
+    #[track_caller]
+    pub fn post(&mut self, path: &str, handler: impl Handler) -> Route<'_> {
+        self.route(Method::POST, path, handler)
+    }
+
+    /// Adds a `PUT` route.
+    ///
+    /// # Panics
+    ///
+    /// As [`route`](Self::route).
+    #[track_caller]
+    pub fn put(&mut self, path: &str, handler: impl Handler) -> Route<'_> {
+        self.route(Method::PUT, path, handler)
+    }
+
+    /// Adds a `PATCH` route.
+    ///
+    /// # Panics
+    ///
+    /// As [`route`](Self::route).
+    #[track_caller]
+    pub fn patch(&mut self, path: &str, handler: impl Handler) -> Route<'_> {
+        self.route(Method::PATCH, path, handler)
+    }
+
+    /// Adds a `DELETE` route.
+    ///
+    /// # Panics
+    ///
+    /// As [`route`](Self::route).
+    #[track_caller]
+    pub fn delete(&mut self, path: &str, handler: impl Handler) -> Route<'_> {
+        self.route(Method::DELETE, path, handler)
+    }
+
+    /// Adds an `OPTIONS` route.
+    ///
+    /// # Panics
+    ///
+    /// As [`route`](Self::route).
+    #[track_caller]
+    pub fn options(&mut self, path: &str, handler: impl Handler) -> Route<'_> {
+        self.route(Method::OPTIONS, path, handler)
+    }
+
+    /// Adds a route answering every method on `path` that has no route of its own.
+    ///
+    /// # Panics
+    ///
+    /// As [`route`](Self::route).
+    #[track_caller]
+    pub fn all(&mut self, path: &str, handler: impl Handler) -> Route<'_> {
+        let index = self.routes.len();
+        if let Err(err) = self.router.any(path, index) {
+            panic!("{err}");
+        }
+        self.push_route(handler)
+    }
+
+    /// Adds middleware that runs for every request, in registration order (before route middleware).
+    ///
+    /// ```
+    /// # let mut app = verb::create_server();
+    /// use verb::prelude::*;
+    /// app.middleware(|req: Request, next: Next| async move {
+    ///     if req.header("authorization").is_none() {
+    ///         return HttpError::unauthorized("log in first").into_response();
+    ///     }
+    ///     next.run(req).await
+    /// });
+    /// ```
+    pub fn middleware(&mut self, middleware: impl Middleware) -> &mut Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// The docs' `app.use(middleware)`: the same as [`middleware`](Self::middleware).
+    pub fn r#use(&mut self, middleware: impl Middleware) -> &mut Self {
+        self.middleware(middleware)
+    }
+
+    /// Replaces the server configuration (limits and timeouts; see [`ServerConfig`]).
+    pub fn config(&mut self, config: ServerConfig) -> &mut Self {
+        self.config = config;
+        self
+    }
+
+    /// The server configuration.
+    pub fn server_config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Freezes the routes and middleware into one handler (what the server runs).
+    pub fn into_handler(self) -> BoxHandler {
+        self.into_parts().0
+    }
+
+    fn into_parts(self) -> (BoxHandler, ServerConfig, ServerProtocol) {
+        let chains = self
+            .routes
+            .into_iter()
+            .map(|route| {
+                let mut middleware = self.middleware.clone();
+                middleware.extend(route.middleware);
+                Chain::new(middleware, route.handler)
+            })
+            .collect();
+        let miss = Chain::new(self.middleware, Arc::new(answer_miss));
+        let dispatcher = Dispatcher {
+            router: self.router,
+            chains,
+            miss,
+        };
+        (Arc::new(dispatcher), self.config, self.protocol)
+    }
+
+    fn server(self) -> Result<Server, Error> {
+        let (handler, config, protocol) = self.into_parts();
+        if protocol.is_tls() {
+            return Err(Error::Unsupported {
+                protocol: match protocol {
+                    ServerProtocol::Https => "ServerProtocol::Https",
+                    _ => "ServerProtocol::WebSockets",
+                },
+                reason: "TLS listeners are not available in this version of Verb",
+            });
+        }
+        Ok(Server::from_boxed(handler).config(config))
+    }
+
+    /// Listens on `addr` (a port such as `3000`, or `"127.0.0.1:0"`), logs `listening on http://ADDR`,
+    /// and serves until Ctrl-C or SIGTERM, then stops gracefully.
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound, or a graceful stop passes its deadline.
+    pub async fn listen(self, addr: impl Into<ListenAddr>) -> Result<(), Error> {
+        self.server()?.listen(addr).await
+    }
+
+    /// Listens on `addr` and serves in the background; the handle tells the address and stops the server.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let mut app = verb::create_server();
+    /// app.get("/", |_req| async { "hi" });
+    /// let server = app.bind("127.0.0.1:0").await?;
+    /// println!("serving on {}", server.local_addr());
+    /// server.stop().await?;
+    /// # Ok::<(), verb::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound.
+    pub async fn bind(self, addr: impl Into<ListenAddr>) -> Result<ServerHandle, Error> {
+        self.server()?.bind(addr).await
+    }
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("protocol", &self.protocol)
+            .field("routes", &self.routes.len())
+            .field("middleware", &self.middleware.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A route just added, to attach route-level middleware to.
+///
+/// ```
+/// # let mut app = verb::create_server();
+/// use verb::prelude::*;
+/// app.get("/admin", |_req| async { "secret" })
+///     .middleware(|req: Request, next: Next| async move {
+///         if req.header("x-role") == Some("admin") {
+///             next.run(req).await
+///         } else {
+///             HttpError::forbidden("admins only").into_response()
+///         }
+///     });
+/// ```
+pub struct Route<'a> {
+    app: &'a mut App,
+    index: usize,
+}
+
+impl Route<'_> {
+    /// Adds middleware to this route only; it runs after the app's middleware, in registration order.
+    pub fn middleware(self, middleware: impl Middleware) -> Self {
+        self.app.routes[self.index]
+            .middleware
+            .push(Arc::new(middleware));
+        self
+    }
+}
+
+impl fmt::Debug for Route<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Route")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+fn router_method(method: &Method) -> Option<verb_router::Method> {
+    use verb_router::Method as M;
+    Some(match *method {
+        Method::GET => M::Get,
+        Method::HEAD => M::Head,
+        Method::POST => M::Post,
+        Method::PUT => M::Put,
+        Method::PATCH => M::Patch,
+        Method::DELETE => M::Delete,
+        Method::OPTIONS => M::Options,
+        Method::CONNECT => M::Connect,
+        Method::TRACE => M::Trace,
+        _ => return None,
+    })
+}
+
+/// The frozen app: routes each request to its chain, or to the miss chain (app middleware, then 404/405).
+struct Dispatcher {
+    router: Router<usize>,
+    chains: Vec<Chain>,
+    miss: Chain,
+}
+
+/// Why the miss chain runs: set on the request for [`answer_miss`].
+#[derive(Clone)]
+enum MissReason {
+    NotFound,
+    MethodNotAllowed(HeaderValue),
+    BadParam(String),
+}
+
+impl Handler for Dispatcher {
+    fn call(&self, mut req: Request) -> BoxFuture<Response> {
+        let found = match self.router.at(req.method().as_str(), req.path()) {
+            Ok(found) => {
+                let mut params = Params::default();
+                let mut bad = None;
+                for (name, raw) in found.params.iter() {
+                    if let Err(err) = params.push_encoded(name, raw) {
+                        bad = Some(err.to_string());
+                        break;
+                    }
+                }
+                match bad {
+                    None => Ok((*found.value, params)),
+                    Some(message) => Err(MissReason::BadParam(message)),
+                }
+            }
+            Err(Miss::NotFound) => Err(MissReason::NotFound),
+            Err(Miss::MethodNotAllowed { allow }) => Err(MissReason::MethodNotAllowed(
+                // Method names are ASCII tokens joined by ", ", always a valid header value.
+                HeaderValue::from_str(&allow.to_string()).unwrap_or(HeaderValue::from_static("")),
+            )),
+        };
+        match found {
+            Ok((index, params)) => {
+                *req.params_mut() = params;
+                self.chains[index].call(req)
+            }
+            Err(reason) => {
+                req.extensions_mut().insert(reason);
+                self.miss.call(req)
+            }
+        }
+    }
+}
+
+async fn answer_miss(req: Request) -> Response {
+    match req.extensions().get::<MissReason>() {
+        Some(MissReason::MethodNotAllowed(allow)) => HttpError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not allowed on {}", req.method(), req.path()),
+        )
+        .into_response()
+        .header(header::ALLOW, allow.clone()),
+        Some(MissReason::BadParam(message)) => HttpError::bad_request(message.clone()).into_response(),
+        Some(MissReason::NotFound) | None => {
+            HttpError::not_found(format!("no route for {} {}", req.method(), req.path()))
+                .into_response()
+        }
+    }
+}
