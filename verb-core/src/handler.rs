@@ -119,7 +119,10 @@ impl Next {
 impl fmt::Debug for Next {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Next")
-            .field("remaining_middleware", &(self.chain.middleware.len() - self.index))
+            .field(
+                "remaining_middleware",
+                &(self.chain.middleware.len() - self.index),
+            )
             .finish_non_exhaustive()
     }
 }

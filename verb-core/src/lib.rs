@@ -52,4 +52,6 @@ pub use response::{Html, IntoResponse, Json, Response};
 pub use server::{Server, ServerConfig, ServerHandle, shutdown_signal};
 
 pub use bytes::Bytes;
-pub use http::{self, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
+pub use http::{
+    self, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header,
+};

@@ -323,9 +323,7 @@ async fn bind(addr: &ListenAddr) -> Result<TcpListener, Error> {
             }
             Err(match last {
                 Some(err) => bind_error(err),
-                None => Error::NoAddress {
-                    addr: host.clone(),
-                },
+                None => Error::NoAddress { addr: host.clone() },
             })
         }
     }
@@ -392,7 +390,11 @@ impl ServerHandle {
             Ok(()) => Ok(()),
             Err(_) => {
                 let remaining = inner.open.load(Ordering::Relaxed);
-                tracing::warn!(remaining, ?timeout, "graceful stop timed out; dropping connections");
+                tracing::warn!(
+                    remaining,
+                    ?timeout,
+                    "graceful stop timed out; dropping connections"
+                );
                 inner.force.cancel();
                 inner.tracker.wait().await;
                 Err(Error::ShutdownTimeout { timeout, remaining })
@@ -438,7 +440,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inner: Arc<Hand
                     tracing::debug!(%remote, error = %err, "cannot set TCP_NODELAY");
                 }
                 inner.open.fetch_add(1, Ordering::Relaxed);
-                let conn = serve_connection(stream, remote, Arc::clone(&shared), Arc::clone(&inner));
+                let conn =
+                    serve_connection(stream, remote, Arc::clone(&shared), Arc::clone(&inner));
                 inner.tracker.spawn(conn);
             }
             Err(err) => {
@@ -592,7 +595,11 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    match tokio::time::timeout(shared.body_read_timeout, Limited::new(body, limit).collect()).await
+    match tokio::time::timeout(
+        shared.body_read_timeout,
+        Limited::new(body, limit).collect(),
+    )
+    .await
     {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),

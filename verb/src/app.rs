@@ -64,7 +64,7 @@ impl ServerProtocol {
 ///
 /// # Middleware
 ///
-/// [`App::middleware`] (alias [`App::r#use`]) adds middleware that runs for every request, routed or
+/// [`App::middleware`] (alias `App::r#use`) adds middleware that runs for every request, routed or
 /// not, in registration order; [`Route::middleware`] adds middleware to one route, which runs after the
 /// app's. A middleware may answer early or call `next.run(req)`.
 pub struct App {
@@ -442,7 +442,9 @@ async fn answer_miss(req: Request) -> Response {
         )
         .into_response()
         .header(header::ALLOW, allow.clone()),
-        Some(MissReason::BadParam(message)) => HttpError::bad_request(message.clone()).into_response(),
+        Some(MissReason::BadParam(message)) => {
+            HttpError::bad_request(message.clone()).into_response()
+        }
         Some(MissReason::NotFound) | None => {
             HttpError::not_found(format!("no route for {} {}", req.method(), req.path()))
                 .into_response()

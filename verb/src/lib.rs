@@ -36,7 +36,7 @@
 //! | [`verb_auth`] | JWT authentication, roles, rate limiting |
 //! | [`verb_rooms`] | rooms, topics and fan-out |
 //!
-//! Testing helpers live in [`test`].
+//! Testing helpers live in [`mod@test`].
 
 mod app;
 pub mod test;
@@ -45,9 +45,10 @@ pub use app::{App, Route, ServerProtocol};
 
 #[doc(inline)]
 pub use verb_core::{
-    BoxFuture, Bytes, Error, HeaderMap, HeaderName, HeaderValue, Html, HttpError, IntoResponse, Json,
-    JsonRejection, ListenAddr, Method, Middleware, Handler, Next, Params, QueryRejection, Request,
-    Response, ServerConfig, ServerHandle, StatusCode, TextRejection, header,
+    BoxFuture, Bytes, Error, Handler, HeaderMap, HeaderName, HeaderValue, Html, HttpError,
+    IntoResponse, Json, JsonRejection, ListenAddr, Method, Middleware, Next, Params,
+    QueryRejection, Request, Response, ServerConfig, ServerHandle, StatusCode, TextRejection,
+    header,
 };
 
 pub use verb_auth;

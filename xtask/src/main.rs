@@ -80,7 +80,10 @@ fn step(name: &str, mut cmd: Command) -> Result<()> {
         .status()
         .with_context(|| format!("cannot run step `{name}`"))?;
     if !status.success() {
-        bail!("step `{name}` failed ({status}) after {:.0?}", started.elapsed());
+        bail!(
+            "step `{name}` failed ({status}) after {:.0?}",
+            started.elapsed()
+        );
     }
     eprintln!("==> {name}: ok in {:.0?}", started.elapsed());
     Ok(())

@@ -1,0 +1,168 @@
+//! Binding, addresses and graceful stop.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use verb::prelude::*;
+use verb::test::TestServer;
+
+use crate::raw::status_of;
+
+/// A graceful stop lets an in-flight request finish, refuses new connections, and then returns.
+#[tokio::test]
+async fn graceful_stop_finishes_in_flight_requests() {
+    let (entered_tx, entered_rx) = oneshot::channel::<()>();
+    let entered_tx = std::sync::Mutex::new(Some(entered_tx));
+    let mut app = verb::create_server();
+    app.get("/slow", move |_req| {
+        let entered = entered_tx.lock().unwrap().take();
+        async move {
+            if let Some(entered) = entered {
+                let _ = entered.send(());
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            "finished"
+        }
+    });
+    let server = TestServer::start(app).await;
+    let addr = server.addr();
+    let handle = server.handle().clone();
+
+    let in_flight = tokio::spawn(crate::raw::exchange(
+        addr,
+        b"GET /slow HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    ));
+    entered_rx.await.unwrap();
+    assert_eq!(handle.connections(), 1);
+
+    let stop = tokio::spawn(async move { handle.stop().await });
+    let response = in_flight.await.unwrap();
+    assert_eq!(status_of(&response), 200);
+    assert!(response.ends_with("finished"), "{response}");
+    stop.await.unwrap().expect("stopped within the deadline");
+
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "a stopped server accepts no connections"
+    );
+}
+
+/// A request still running at the deadline is dropped, and `stop` says so.
+#[tokio::test(start_paused = true)]
+async fn graceful_stop_drops_what_is_left_at_the_deadline() {
+    let mut app = verb::create_server();
+    app.config(ServerConfig::new().shutdown_timeout(Duration::from_secs(2)));
+    app.get("/forever", |_req| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        "never"
+    });
+    let server = TestServer::start(app).await;
+    let addr = server.addr();
+    let client = tokio::spawn(crate::raw::exchange(
+        addr,
+        b"GET /forever HTTP/1.1\r\nhost: x\r\n\r\n",
+    ));
+    while server.handle().connections() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let err = server
+        .handle()
+        .stop()
+        .await
+        .expect_err("the deadline passes");
+    assert!(
+        matches!(err, verb::Error::ShutdownTimeout { remaining: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        client.await.unwrap(),
+        "",
+        "the connection was dropped without an answer"
+    );
+}
+
+/// Idle kept-alive connections do not hold up a graceful stop: they are closed at once.
+#[tokio::test]
+async fn graceful_stop_closes_idle_connections_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut app = verb::create_server();
+    app.get("/", |_req| async { "ok" });
+    let server = TestServer::start(app).await;
+    let mut idle = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    while !response.ends_with(b"ok") {
+        let mut buf = [0; 1024];
+        let n = idle.read(&mut buf).await.unwrap();
+        assert_ne!(n, 0, "closed before the response");
+        response.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(server.handle().connections(), 1, "kept alive");
+
+    let started = std::time::Instant::now();
+    server.handle().stop().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(crate::raw::read_to_close(&mut idle).await, "", "closed");
+}
+
+/// `listen` accepts a port, a `host:port` string and a socket address; `bind` reports the real port.
+#[tokio::test]
+async fn bind_accepts_the_usual_address_forms() {
+    for addr in [
+        verb::ListenAddr::from("127.0.0.1:0"),
+        verb::ListenAddr::from(("127.0.0.1", 0)),
+        verb::ListenAddr::from("localhost:0"),
+        verb::ListenAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+    ] {
+        let mut app = verb::create_server();
+        app.get("/", |_req| async { "ok" });
+        let handle = app
+            .bind(addr.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{addr}: {e}"));
+        assert_ne!(handle.local_addr().port(), 0);
+        handle.stop().await.unwrap();
+    }
+}
+
+/// Binding a taken port is an error naming the address, not a panic.
+#[tokio::test]
+async fn bind_error_names_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = verb::create_server()
+        .bind(addr)
+        .await
+        .expect_err("the port is taken");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot listen on {addr}")),
+        "{err}"
+    );
+}
+
+/// TLS protocols fail with a clear error in this version rather than serving plain text.
+#[tokio::test]
+async fn tls_protocols_are_refused_clearly() {
+    let err = verb::create_server_with(ServerProtocol::Https)
+        .bind("127.0.0.1:0")
+        .await
+        .expect_err("no TLS yet");
+    assert!(matches!(err, verb::Error::Unsupported { .. }), "{err}");
+}
+
+/// `ServerProtocol::WebSocket` apps serve their HTTP routes.
+#[tokio::test]
+async fn websocket_protocol_apps_serve_http_routes() {
+    let mut app = verb::create_server_with(ServerProtocol::WebSocket);
+    app.get("/", |_req| async { Response::html("<p>page</p>") });
+    let server = TestServer::start(app).await;
+    assert_eq!(server.get("/").await.text(), "<p>page</p>");
+}

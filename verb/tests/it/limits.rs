@@ -1,0 +1,197 @@
+//! Limits and hostile input: oversized bodies and heads, malformed requests, slow clients, panics.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use verb::prelude::*;
+use verb::test::TestServer;
+
+use crate::raw::{exchange, read_to_close, status_of};
+
+fn app(config: ServerConfig) -> App {
+    let mut app = verb::create_server();
+    app.config(config);
+    app.get("/", |_req| async { "ok" });
+    app.post("/echo", |req: Request| async move { req.body().clone() });
+    app.get("/panic", |_req: Request| async move {
+        if true {
+            panic!("handler bug");
+        }
+        "unreachable"
+    });
+    app
+}
+
+/// A body over the limit is refused with a JSON 413, whether its length is declared or streamed.
+#[tokio::test]
+async fn oversized_body_is_a_413() {
+    let server = TestServer::start(app(ServerConfig::new().body_limit(1024))).await;
+    let res = server.post("/echo").body(vec![b'x'; 1025]).send().await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value = res.json();
+    assert_eq!(body["error"], "Payload Too Large");
+    assert_eq!(
+        body["message"],
+        "request body exceeds the limit of 1024 bytes"
+    );
+
+    // Chunked, so the size is only known while reading.
+    let chunk = format!("{:x}\r\n{}\r\n", 2000, "y".repeat(2000));
+    let request = format!(
+        "POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{chunk}0\r\n\r\n"
+    );
+    let response = exchange(server.addr(), request.as_bytes()).await;
+    assert_eq!(status_of(&response), 413, "{response}");
+
+    let res = server.post("/echo").body(vec![b'x'; 1024]).send().await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "a body at the limit is accepted"
+    );
+    assert_eq!(res.bytes().len(), 1024);
+}
+
+/// The default body limit is 1 MiB.
+#[tokio::test]
+async fn default_body_limit_is_one_mebibyte() {
+    let server = TestServer::start(app(ServerConfig::default())).await;
+    let res = server
+        .post("/echo")
+        .body(vec![b'x'; 1024 * 1024])
+        .send()
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = server
+        .post("/echo")
+        .body(vec![b'x'; 1024 * 1024 + 1])
+        .send()
+        .await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// A request head over 16 KiB gets a 431 and the connection is closed; a smaller one is served.
+#[tokio::test]
+async fn oversized_head_is_a_431() {
+    let server = TestServer::start(app(ServerConfig::default())).await;
+    let big = "a".repeat(17 * 1024);
+    let response = exchange(
+        server.addr(),
+        format!("GET / HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&response), 431, "{response}");
+
+    let fits = "a".repeat(15 * 1024);
+    let response = exchange(
+        server.addr(),
+        format!("GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-big: {fits}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&response), 200, "{response}");
+}
+
+/// A malformed request line is a 400.
+#[tokio::test]
+async fn malformed_request_line_is_a_400() {
+    let server = TestServer::start(app(ServerConfig::default())).await;
+    for garbage in [
+        &b"GET\r\n\r\n"[..],
+        b"G<T / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"\x00\x01\x02\x03\r\n\r\n",
+    ] {
+        let response = exchange(server.addr(), garbage).await;
+        assert_eq!(status_of(&response), 400, "{garbage:?} got {response}");
+    }
+    assert_eq!(
+        server.get("/").await.text(),
+        "ok",
+        "the server keeps serving"
+    );
+}
+
+/// A client that does not finish its request head in time is disconnected (slowloris), while others
+/// are served.
+#[tokio::test(start_paused = true)]
+async fn slow_head_is_dropped_after_the_header_timeout() {
+    let server = TestServer::start(app(ServerConfig::default())).await;
+    let mut slow = TcpStream::connect(server.addr()).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        server.get("/").await.text(),
+        "ok",
+        "others are served meanwhile"
+    );
+    let response = read_to_close(&mut slow).await;
+    let waited = started.elapsed();
+    assert!(
+        response.is_empty(),
+        "dropped without an answer: {response:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
+        "dropped after {waited:?}"
+    );
+}
+
+/// A client that connects and sends nothing is disconnected after the header timeout too.
+#[tokio::test(start_paused = true)]
+async fn silent_connection_is_dropped_after_the_header_timeout() {
+    let server = TestServer::start(app(
+        ServerConfig::new().header_read_timeout(Duration::from_secs(3))
+    ))
+    .await;
+    let mut silent = TcpStream::connect(server.addr()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    read_to_close(&mut silent).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+}
+
+/// A body that does not arrive in time gets a 408.
+#[tokio::test(start_paused = true)]
+async fn slow_body_is_a_408() {
+    let server = TestServer::start(app(
+        ServerConfig::new().body_read_timeout(Duration::from_secs(5))
+    ))
+    .await;
+    let mut slow = TcpStream::connect(server.addr()).await.unwrap();
+    slow.write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let response = read_to_close(&mut slow).await;
+    assert_eq!(status_of(&response), 408, "{response}");
+}
+
+/// A panicking handler yields a JSON 500, and the server keeps serving, on the same connection too.
+#[tokio::test]
+async fn panicking_handler_is_a_500_and_the_server_survives() {
+    let server = TestServer::start(app(ServerConfig::default())).await;
+    let res = server.get("/panic").await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        res.json::<serde_json::Value>(),
+        serde_json::json!({ "error": "Internal Server Error", "message": "the request handler failed" })
+    );
+    let response = exchange(
+        server.addr(),
+        b"GET /panic HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 500"), "{response}");
+    assert!(
+        response.contains("HTTP/1.1 200"),
+        "the connection kept serving: {response}"
+    );
+    assert_eq!(server.get("/").await.text(), "ok");
+}
