@@ -1,0 +1,4 @@
+//! The examples, run as processes the way users run them, checked against the catalogue.
+
+mod http;
+mod support;
