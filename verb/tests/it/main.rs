@@ -5,3 +5,16 @@ mod lifecycle;
 mod limits;
 mod middleware;
 mod raw;
+
+/// The types users share across tasks are `Send + Sync`.
+#[test]
+fn public_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<verb::App>();
+    assert_send_sync::<verb::ServerHandle>();
+    assert_send_sync::<verb::Request>();
+    assert_send_sync::<verb::Response>();
+    assert_send_sync::<verb::HttpError>();
+    assert_send_sync::<verb::Error>();
+    assert_send_sync::<verb::test::TestServer>();
+}
