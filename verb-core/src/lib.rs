@@ -49,7 +49,7 @@ pub use error::{Error, HttpError, JsonRejection, ListenAddr, QueryRejection, Tex
 pub use handler::{BoxFuture, BoxHandler, BoxMiddleware, Chain, Handler, Middleware, Next};
 pub use request::{InvalidParam, Params, Request, RequestBuilder};
 pub use response::{Html, IntoResponse, Json, Response};
-pub use server::{Server, ServerConfig, ServerHandle, shutdown_signal};
+pub use server::{Lifecycle, Server, ServerConfig, ServerHandle, shutdown_signal};
 
 pub use bytes::Bytes;
 pub use http::{

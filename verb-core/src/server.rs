@@ -262,6 +262,11 @@ impl Server {
             shutdown_timeout: self.config.shutdown_timeout,
         });
         let shared = Arc::new(Shared {
+            lifecycle: Lifecycle {
+                shutdown: inner.shutdown.clone(),
+                force: inner.force.clone(),
+                tracker: inner.tracker.clone(),
+            },
             http1: self.config.http1(),
             body_limit: self.config.body_limit,
             body_read_timeout: self.config.body_read_timeout,
@@ -421,6 +426,7 @@ impl fmt::Debug for ServerHandle {
 }
 
 struct Shared {
+    lifecycle: Lifecycle,
     http1: http1::Builder,
     body_limit: usize,
     body_read_timeout: Duration,
@@ -545,7 +551,11 @@ async fn handle(
 }
 
 async fn respond(shared: &Shared, req: hyper::Request<Incoming>, remote: SocketAddr) -> Response {
-    let (head, body) = req.into_parts();
+    let (mut head, body) = req.into_parts();
+    if head.headers.contains_key(http::header::UPGRADE) {
+        // Only protocol upgrades outlive their request and need to follow the server's lifecycle.
+        head.extensions.insert(shared.lifecycle.clone());
+    }
     let body = match read_body(shared, &head.headers, body).await {
         Ok(body) => body,
         Err(err) => {
@@ -613,5 +623,60 @@ async fn read_body(
                 shared.body_read_timeout
             ),
         )),
+    }
+}
+
+/// The server's lifecycle as seen by connections that outlive their request (WebSocket upgrades).
+///
+/// The server attaches one to the extensions of every request carrying an `Upgrade` header. Tasks
+/// spawned through it are waited for by a graceful stop, which first signals
+/// [`shutdown`](Self::shutdown) (so they can say goodbye, e.g. WebSocket close 1001) and, once the
+/// deadline passes, [`forced`](Self::forced) (so they drop what is left).
+#[derive(Clone)]
+pub struct Lifecycle {
+    shutdown: CancellationToken,
+    force: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Lifecycle {
+    /// A lifecycle of its own, never stopped: for running upgraded connections outside a server.
+    pub fn detached() -> Self {
+        Self {
+            shutdown: CancellationToken::new(),
+            force: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// Spawns `task` on the runtime; a graceful stop waits for it.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn(task);
+    }
+
+    /// Resolves when a graceful stop begins.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancelled().await;
+    }
+
+    /// Whether a graceful stop has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Resolves when the graceful stop's deadline has passed: drop everything.
+    pub async fn forced(&self) {
+        self.force.cancelled().await;
+    }
+}
+
+impl fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("shutting_down", &self.is_shutting_down())
+            .finish_non_exhaustive()
     }
 }

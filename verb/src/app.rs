@@ -9,6 +9,7 @@ use verb_core::{
     ServerHandle, StatusCode, header,
 };
 use verb_router::{Miss, Router};
+use verb_ws::{ConnectionCount, Ws};
 
 /// What a server speaks, as in the docs' `createServer(ServerProtocol.WEBSOCKET)`.
 ///
@@ -73,11 +74,14 @@ pub struct App {
     routes: Vec<RouteEntry>,
     middleware: Vec<BoxMiddleware>,
     config: ServerConfig,
+    websocket: Option<RouteEntry>,
+    ws_count: ConnectionCount,
 }
 
 struct RouteEntry {
     handler: BoxHandler,
     middleware: Vec<BoxMiddleware>,
+    is_ws: bool,
 }
 
 impl App {
@@ -88,6 +92,8 @@ impl App {
             routes: Vec::new(),
             middleware: Vec::new(),
             config: ServerConfig::default(),
+            websocket: None,
+            ws_count: ConnectionCount::new(),
         }
     }
 
@@ -119,6 +125,7 @@ impl App {
         self.routes.push(RouteEntry {
             handler: Arc::new(handler),
             middleware: Vec::new(),
+            is_ws: false,
         });
         Route { app: self, index }
     }
@@ -217,6 +224,56 @@ impl App {
         self.push_route(handler)
     }
 
+    /// Serves WebSocket upgrades on `path` with the endpoint `ws`, as the docs' `app.ws(path, {...})`.
+    ///
+    /// `open` sees the upgrade request with its params (`/ws/:room`), query and whatever middleware
+    /// attached; route middleware ([`Route::middleware`]) runs before the upgrade and may refuse it with
+    /// an HTTP response. Other paths keep serving HTTP.
+    ///
+    /// ```
+    /// use verb::prelude::*;
+    ///
+    /// let mut app = verb::create_server();
+    /// app.ws("/ws/:room", Ws::new()
+    ///     .open(|ws: &WebSocket, req: &Request| {
+    ///         ws.send_text(format!("welcome to {}", req.param("room").unwrap_or_default()));
+    ///     })
+    ///     .message(|ws: &WebSocket, msg: Message| {
+    ///         ws.send(msg);
+    ///     }));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`route`](Self::route).
+    #[track_caller]
+    pub fn ws(&mut self, path: &str, ws: Ws) -> Route<'_> {
+        let ws = ws.count_into(&self.ws_count);
+        let route = self.route(Method::GET, path, ws);
+        route.app.routes[route.index].is_ws = true;
+        route
+    }
+
+    /// Serves WebSocket upgrades on every path, as the docs' `createServer(ServerProtocol.WEBSOCKET)`
+    /// with `app.websocket({...})`: a request with `Upgrade: websocket` goes to `ws` unless an
+    /// [`App::ws`] route matches it; other requests keep reaching the HTTP routes (so `GET /` can serve
+    /// a page while `ws://host:3000/` upgrades).
+    pub fn websocket(&mut self, ws: Ws) -> &mut Self {
+        let ws = ws.count_into(&self.ws_count);
+        self.websocket = Some(RouteEntry {
+            handler: Arc::new(ws),
+            middleware: Vec::new(),
+            is_ws: true,
+        });
+        self
+    }
+
+    /// The number of WebSockets open on this app's endpoints, live (keep the handle; it stays valid
+    /// after `listen`).
+    pub fn connections(&self) -> ConnectionCount {
+        self.ws_count.clone()
+    }
+
     /// Adds middleware that runs for every request, in registration order (before route middleware).
     ///
     /// ```
@@ -256,19 +313,21 @@ impl App {
     }
 
     fn into_parts(self) -> (BoxHandler, ServerConfig, ServerProtocol) {
-        let chains = self
-            .routes
-            .into_iter()
-            .map(|route| {
-                let mut middleware = self.middleware.clone();
-                middleware.extend(route.middleware);
-                Chain::new(middleware, route.handler)
-            })
-            .collect();
+        let global = &self.middleware;
+        let chain = |route: RouteEntry| {
+            let mut middleware = global.clone();
+            middleware.extend(route.middleware);
+            Chain::new(middleware, route.handler)
+        };
+        let is_ws: Vec<bool> = self.routes.iter().map(|r| r.is_ws).collect();
+        let websocket = self.websocket.map(chain);
+        let chains = self.routes.into_iter().map(chain).collect();
         let miss = Chain::new(self.middleware, Arc::new(answer_miss));
         let dispatcher = Dispatcher {
             router: self.router,
             chains,
+            is_ws,
+            websocket,
             miss,
         };
         (Arc::new(dispatcher), self.config, self.protocol)
@@ -387,6 +446,10 @@ fn router_method(method: &Method) -> Option<verb_router::Method> {
 struct Dispatcher {
     router: Router<usize>,
     chains: Vec<Chain>,
+    /// Which routes are WebSocket endpoints (`App::ws`).
+    is_ws: Vec<bool>,
+    /// The any-path WebSocket endpoint (`App::websocket`).
+    websocket: Option<Chain>,
     miss: Chain,
 }
 
@@ -421,6 +484,12 @@ impl Handler for Dispatcher {
                 HeaderValue::from_str(&allow.to_string()).unwrap_or(HeaderValue::from_static("")),
             )),
         };
+        if let Some(websocket) = &self.websocket {
+            let routed_to_ws = matches!(&found, Ok((index, _)) if self.is_ws[*index]);
+            if !routed_to_ws && verb_ws::is_upgrade_request(req.headers()) {
+                return websocket.call(req);
+            }
+        }
         match found {
             Ok((index, params)) => {
                 *req.params_mut() = params;

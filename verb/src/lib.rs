@@ -51,6 +51,17 @@ pub use verb_core::{
     header,
 };
 
+#[doc(inline)]
+pub use verb_ws::{
+    CloseCode, ConnectionCount, Message, OverCapacity, PreparedMessage, ReadyState, SendStatus,
+    WebSocket, WebSocketHandler, Ws, WsConfig, WsError,
+};
+
+/// A new WebSocket endpoint to fill with callbacks: the same as [`Ws::new`].
+pub fn ws() -> Ws {
+    Ws::new()
+}
+
 pub use verb_auth;
 pub use verb_core;
 pub use verb_rooms;
@@ -83,7 +94,8 @@ pub fn create_server_with(protocol: ServerProtocol) -> App {
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::{
-        App, Html, HttpError, IntoResponse, Json, Method, Next, Request, Response, ServerConfig,
-        ServerProtocol, StatusCode, create_server, create_server_with,
+        App, CloseCode, Html, HttpError, IntoResponse, Json, Message, Method, Next, Request,
+        Response, SendStatus, ServerConfig, ServerProtocol, StatusCode, WebSocket, Ws, WsConfig,
+        create_server, create_server_with,
     };
 }

@@ -256,3 +256,251 @@ impl TestResponse {
         }
     }
 }
+
+/// What a [`TestWs`] received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WsEvent {
+    /// A data message.
+    Message(crate::Message),
+    /// A ping (the client answers it by itself).
+    Ping(Bytes),
+    /// A pong.
+    Pong(Bytes),
+    /// A close frame: code and reason (`None` when the frame had no code).
+    Close(Option<(crate::CloseCode, String)>),
+    /// The connection ended without (further) frames.
+    Gone,
+}
+
+type Stream = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A WebSocket client connected to a [`TestServer`] (made by [`TestServer::ws`]).
+pub struct TestWs {
+    stream: Stream,
+    protocol: Option<String>,
+    headers: HeaderMap,
+}
+
+impl TestServer {
+    /// Opens a WebSocket to `path` (e.g. `"/ws/lobby?token=abc"`).
+    ///
+    /// # Panics
+    ///
+    /// If the upgrade fails (use [`TestServer::try_ws`] to look at a refusal).
+    pub async fn ws(&self, path: &str) -> TestWs {
+        match self.try_ws(path, &[]).await {
+            Ok(ws) => ws,
+            Err(status) => panic!("TestServer::ws: upgrade to {path} refused with {status}"),
+        }
+    }
+
+    /// Opens a WebSocket to `path` with extra request headers; a refused upgrade gives its status.
+    ///
+    /// # Errors
+    ///
+    /// The HTTP status of a refused upgrade.
+    ///
+    /// # Panics
+    ///
+    /// If the connection fails for another reason than a refusal.
+    pub async fn try_ws(&self, path: &str, headers: &[(&str, &str)]) -> Result<TestWs, StatusCode> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{}{}", self.addr(), path)
+            .into_client_request()
+            .unwrap_or_else(|err| panic!("TestServer::ws: invalid path {path:?}: {err}"));
+        for (name, value) in headers {
+            let name = HeaderName::try_from(*name).expect("TestServer::ws: invalid header name");
+            let value =
+                HeaderValue::try_from(*value).expect("TestServer::ws: invalid header value");
+            request.headers_mut().append(name, value);
+        }
+        let tcp = tokio::net::TcpStream::connect(self.addr())
+            .await
+            .unwrap_or_else(|err| panic!("TestServer::ws: cannot connect: {err}"));
+        match tokio_tungstenite::client_async(request, tcp).await {
+            Ok((stream, response)) => Ok(TestWs {
+                stream,
+                protocol: response
+                    .headers()
+                    .get("sec-websocket-protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                headers: response.headers().clone(),
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status()),
+            Err(err) => panic!("TestServer::ws: handshake failed: {err}"),
+        }
+    }
+}
+
+impl TestWs {
+    /// The subprotocol the server chose.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The headers of the server's `101` response.
+    pub fn response_headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    async fn send_raw(&mut self, message: tokio_tungstenite::tungstenite::Message) {
+        use futures_util::SinkExt;
+        self.stream
+            .send(message)
+            .await
+            .unwrap_or_else(|err| panic!("TestWs: send failed: {err}"));
+    }
+
+    /// Sends a text message.
+    ///
+    /// # Panics
+    ///
+    /// If the connection is gone.
+    pub async fn send_text(&mut self, text: &str) {
+        self.send_raw(tokio_tungstenite::tungstenite::Message::text(text))
+            .await;
+    }
+
+    /// Sends `value` as a JSON text message.
+    ///
+    /// # Panics
+    ///
+    /// If the connection is gone or `value` cannot be serialized.
+    pub async fn send_json<T: Serialize + ?Sized>(&mut self, value: &T) {
+        let text = serde_json::to_string(value).expect("TestWs: value cannot be serialized");
+        self.send_text(&text).await;
+    }
+
+    /// Sends a binary message.
+    ///
+    /// # Panics
+    ///
+    /// If the connection is gone.
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.send_raw(tokio_tungstenite::tungstenite::Message::binary(
+            bytes.to_vec(),
+        ))
+        .await;
+    }
+
+    /// Sends a ping.
+    ///
+    /// # Panics
+    ///
+    /// If the connection is gone.
+    pub async fn ping(&mut self, payload: &[u8]) {
+        self.send_raw(tokio_tungstenite::tungstenite::Message::Ping(
+            Bytes::copy_from_slice(payload),
+        ))
+        .await;
+    }
+
+    /// Starts the closing handshake.
+    ///
+    /// # Panics
+    ///
+    /// If the connection is gone.
+    pub async fn close(&mut self, code: u16, reason: &str) {
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        self.send_raw(tokio_tungstenite::tungstenite::Message::Close(Some(
+            CloseFrame {
+                code: code.into(),
+                reason: reason.into(),
+            },
+        )))
+        .await;
+    }
+
+    /// The next event, waiting at most 10 seconds (of test time).
+    ///
+    /// # Panics
+    ///
+    /// If nothing arrives in time.
+    pub async fn next_event(&mut self) -> WsEvent {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message as T;
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), self.stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("TestWs: nothing arrived within 10 s"));
+        match next {
+            None | Some(Err(_)) => WsEvent::Gone,
+            Some(Ok(T::Text(text))) => WsEvent::Message(crate::Message::text(text.to_string())),
+            Some(Ok(T::Binary(bytes))) => WsEvent::Message(crate::Message::binary(bytes)),
+            Some(Ok(T::Ping(bytes))) => WsEvent::Ping(bytes),
+            Some(Ok(T::Pong(bytes))) => WsEvent::Pong(bytes),
+            Some(Ok(T::Close(frame))) => WsEvent::Close(frame.map(|f| {
+                (
+                    crate::CloseCode::from(u16::from(f.code)),
+                    f.reason.to_string(),
+                )
+            })),
+            // Raw frames are only ever written by tungstenite, never yielded by a read.
+            Some(Ok(T::Frame(_))) => WsEvent::Gone,
+        }
+    }
+
+    /// The next data message, skipping pings and pongs.
+    ///
+    /// # Panics
+    ///
+    /// If a close or the end of the connection comes first, or nothing arrives in time.
+    pub async fn recv(&mut self) -> crate::Message {
+        loop {
+            match self.next_event().await {
+                WsEvent::Message(message) => return message,
+                WsEvent::Ping(_) | WsEvent::Pong(_) => {}
+                other => panic!("TestWs: expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next message as text.
+    ///
+    /// # Panics
+    ///
+    /// As [`recv`](Self::recv), or if the message is binary.
+    pub async fn recv_text(&mut self) -> String {
+        match self.recv().await.as_text() {
+            Some(text) => text.to_owned(),
+            None => panic!("TestWs: expected text, got binary"),
+        }
+    }
+
+    /// The next message parsed as JSON.
+    ///
+    /// # Panics
+    ///
+    /// As [`recv`](Self::recv), or if the message is not JSON of type `T`.
+    pub async fn recv_json<T: DeserializeOwned>(&mut self) -> T {
+        let message = self.recv().await;
+        message
+            .json()
+            .unwrap_or_else(|err| panic!("TestWs: {err}: {message:?}"))
+    }
+
+    /// Waits for the server's close frame, skipping messages, pings and pongs; its code and reason.
+    ///
+    /// # Panics
+    ///
+    /// If the connection ends without a close frame.
+    pub async fn recv_close(&mut self) -> (crate::CloseCode, String) {
+        loop {
+            match self.next_event().await {
+                WsEvent::Close(Some(close)) => return close,
+                WsEvent::Close(None) => return (crate::CloseCode::NO_STATUS, String::new()),
+                WsEvent::Gone => panic!("TestWs: the connection ended without a close frame"),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl fmt::Debug for TestWs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestWs")
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}

@@ -5,6 +5,8 @@ mod lifecycle;
 mod limits;
 mod middleware;
 mod raw;
+mod ws;
+mod ws_raw;
 
 /// The types users share across tasks are `Send + Sync`.
 #[test]

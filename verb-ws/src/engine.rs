@@ -1,0 +1,658 @@
+//! The per-connection engine: one task per WebSocket that reads, dispatches and writes.
+//!
+//! Its interface is [`run`]; everything else is private so it can be tuned freely. The design:
+//! - An idle connection holds no read buffer: the task waits for readiness, then reads into a buffer
+//!   that is freed again once every complete frame in it has been handled.
+//! - Every complete frame of one read is handled before anything is written; what the callbacks sent
+//!   meanwhile goes out in one vectored write ("corking"). Sends from other tasks wake the task.
+//! - Outgoing frames are `Bytes` in the connection's queue, so one frame can be shared by many
+//!   connections.
+
+use std::collections::VecDeque;
+use std::io::{self, Cursor, IoSlice};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tungstenite::protocol::frame::FrameHeader;
+use verb_core::{Lifecycle, Request};
+
+use crate::config::WsConfig;
+use crate::error::WsError;
+use crate::handler::{ConnectionSlot, WebSocketHandler};
+use crate::message::{CloseCode, Message, Utf8Bytes};
+use crate::socket::{
+    OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, STATE_CLOSED, STATE_CLOSING,
+    WebSocket, close_frame, control_frame,
+};
+
+/// Smallest free space a read is offered.
+const READ_CHUNK: usize = 4096;
+/// Most buffers handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+/// How long a failing connection lingers to let its close frame reach the peer.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Everything a connection starts with.
+pub(crate) struct Start {
+    pub(crate) stream: TcpStream,
+    pub(crate) read_buf: Bytes,
+    pub(crate) ws: WebSocket,
+    pub(crate) handler: Arc<dyn WebSocketHandler>,
+    pub(crate) config: Arc<WsConfig>,
+    pub(crate) lifecycle: Lifecycle,
+    /// Accepted over capacity: send this, close with 1013, and keep the app out of it.
+    pub(crate) over_capacity: Option<String>,
+    pub(crate) slot: Option<ConnectionSlot>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Messages flow.
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    Closing { deadline: Instant },
+    /// The peer failed: our close frame goes out, then we read and discard until EOF or the deadline.
+    Failing { deadline: Instant },
+    /// Flush what is queued, then close the socket.
+    Done,
+}
+
+struct Partial {
+    opcode: u8,
+    data: BytesMut,
+}
+
+struct Engine {
+    stream: TcpStream,
+    ws: WebSocket,
+    handler: Arc<dyn WebSocketHandler>,
+    config: Arc<WsConfig>,
+    rbuf: BytesMut,
+    partial: Option<Partial>,
+    writing: VecDeque<Bytes>,
+    phase: Phase,
+    last_read: Instant,
+    ping_sent: bool,
+    /// The close code and reason the `close` callback gets.
+    outcome: Option<(CloseCode, String)>,
+    /// Callbacks stay silent (a connection accepted over capacity).
+    silent: bool,
+    write_shut: bool,
+}
+
+enum Event {
+    Readable(io::Result<()>),
+    Writable,
+    Woken,
+    Timer,
+    Shutdown,
+    Forced,
+}
+
+/// Runs one connection to its end; `req` is the upgrade request, given to `open`.
+pub(crate) async fn run(start: Start, req: Request) {
+    let Start {
+        stream,
+        read_buf,
+        ws,
+        handler,
+        config,
+        lifecycle,
+        over_capacity,
+        slot,
+    } = start;
+    let _slot = slot;
+    let mut engine = Engine {
+        stream,
+        ws,
+        handler,
+        config,
+        rbuf: BytesMut::from(&read_buf[..]),
+        partial: None,
+        writing: VecDeque::new(),
+        phase: Phase::Open,
+        last_read: Instant::now(),
+        ping_sent: false,
+        outcome: None,
+        silent: over_capacity.is_some(),
+        write_shut: false,
+    };
+    drop(read_buf);
+
+    if let Some(message) = over_capacity {
+        engine.push(Message::text(message));
+        engine.start_close(CloseCode::TRY_AGAIN_LATER, "server at capacity");
+    } else {
+        engine.cork(|engine| engine.callback(|h, ws| h.open(ws, &req)));
+    }
+    drop(req);
+    if !engine.rbuf.is_empty() {
+        engine.process_input();
+    }
+
+    let mut shutdown_seen = false;
+    loop {
+        if engine.collect() {
+            break;
+        }
+        if let Err(err) = engine.flush() {
+            engine.io_error(err);
+            break;
+        }
+        engine.maybe_drain();
+        match engine.phase {
+            Phase::Done if engine.writing.is_empty() => break,
+            Phase::Failing { .. } if engine.writing.is_empty() && !engine.write_shut => {
+                // Our close frame is out: send FIN so the peer sees the end, and keep reading until it
+                // closes too, so unread input does not turn our close into a reset.
+                engine.write_shut = true;
+                let _ = engine.stream.shutdown().await;
+            }
+            _ => {}
+        }
+
+        let want_write = !engine.writing.is_empty();
+        let deadline = engine.next_deadline();
+        let event = tokio::select! {
+            biased;
+            () = lifecycle.forced() => Event::Forced,
+            () = lifecycle.shutdown(), if !shutdown_seen => Event::Shutdown,
+            ready = engine.stream.readable() => Event::Readable(ready),
+            ready = engine.stream.writable(), if want_write => match ready {
+                Ok(()) => Event::Writable,
+                Err(err) => Event::Readable(Err(err)),
+            },
+            () = engine.ws.shared.wake.notified() => Event::Woken,
+            () = sleep_until(deadline), if deadline.is_some() => Event::Timer,
+        };
+        match event {
+            Event::Forced => break,
+            Event::Shutdown => {
+                shutdown_seen = true;
+                engine.start_close(CloseCode::GOING_AWAY, "server shutting down");
+            }
+            Event::Readable(Ok(())) => match engine.read() {
+                Ok(true) => engine.process_input(),
+                Ok(false) => {
+                    engine.peer_gone();
+                    break;
+                }
+                Err(err) => {
+                    engine.io_error(err);
+                    break;
+                }
+            },
+            Event::Readable(Err(err)) => {
+                engine.io_error(err);
+                break;
+            }
+            Event::Writable | Event::Woken => {}
+            Event::Timer => engine.on_timer(),
+        }
+    }
+    engine.finish();
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Engine {
+    /// Runs `f` with sends corked: they only queue, and the engine flushes once afterwards.
+    fn cork(&mut self, f: impl FnOnce(&mut Self)) {
+        self.ws.shared.corked.store(true, Ordering::Release);
+        f(self);
+        self.ws.shared.corked.store(false, Ordering::Release);
+    }
+
+    /// Runs a callback, turning a panic into a logged 1011 close instead of a lost connection.
+    fn callback(&mut self, f: impl FnOnce(&dyn WebSocketHandler, &WebSocket)) {
+        if self.silent {
+            return;
+        }
+        let handler = &*self.handler;
+        let ws = &self.ws;
+        if std::panic::catch_unwind(AssertUnwindSafe(|| f(handler, ws))).is_err() {
+            tracing::error!(
+                id = ws.id(),
+                "a WebSocket callback panicked; closing with 1011"
+            );
+            self.start_close(CloseCode::INTERNAL_ERROR, "internal error");
+        }
+    }
+
+    /// Queues a data message from the engine itself.
+    fn push(&mut self, message: Message) {
+        let _ = self.ws.send(message);
+    }
+
+    /// Queues an engine-made control frame ahead of nothing: it goes after what is already queued.
+    fn push_control(&mut self, frame: Bytes) {
+        self.ws
+            .shared
+            .buffered
+            .fetch_add(frame.len(), Ordering::AcqRel);
+        // Keep order with frames the callbacks queued before this one.
+        let queued = std::mem::take(&mut self.ws.shared.lock().frames);
+        self.writing.extend(queued);
+        self.writing.push_back(frame);
+    }
+
+    /// Moves queued frames to the write list and applies requests from the handle. Returns `true` when
+    /// the connection is to be dropped at once.
+    fn collect(&mut self) -> bool {
+        let (terminate, close) = {
+            let mut outbox = self.ws.shared.lock();
+            if self.writing.is_empty() {
+                std::mem::swap(&mut self.writing, &mut outbox.frames);
+            } else {
+                self.writing.extend(outbox.frames.drain(..));
+            }
+            (outbox.terminate, outbox.close.take())
+        };
+        if terminate {
+            self.outcome
+                .get_or_insert((CloseCode::ABNORMAL, String::new()));
+            return true;
+        }
+        if let Some((code, reason)) = close {
+            self.start_close(code, &reason);
+        }
+        false
+    }
+
+    /// Writes as much as the socket takes without waiting.
+    fn flush(&mut self) -> io::Result<()> {
+        while !self.writing.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (slot, frame) in slices.iter_mut().zip(self.writing.iter()) {
+                *slot = IoSlice::new(frame);
+                count += 1;
+            }
+            let written = match self.stream.try_write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => written,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(err) => return Err(err),
+            };
+            self.ws.shared.buffered.fetch_sub(written, Ordering::AcqRel);
+            let mut left = written;
+            while left > 0 {
+                let Some(front) = self.writing.front_mut() else {
+                    break;
+                };
+                if front.len() <= left {
+                    left -= front.len();
+                    self.writing.pop_front();
+                } else {
+                    front.advance(left);
+                    left = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fires `drain` once the queue is back under the limit after a send went over it.
+    fn maybe_drain(&mut self) {
+        let shared = &self.ws.shared;
+        if shared.buffered.load(Ordering::Acquire) >= shared.backpressure_limit.max(1) {
+            return;
+        }
+        let wanted = std::mem::take(&mut shared.lock().wants_drain);
+        if wanted && self.phase == Phase::Open {
+            self.cork(|engine| engine.callback(|h, ws| h.drain(ws)));
+        }
+    }
+
+    /// Reads what the socket has. `Ok(false)` means the peer closed the TCP connection.
+    fn read(&mut self) -> io::Result<bool> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        match self.stream.try_read_buf(&mut self.rbuf) {
+            Ok(0) => Ok(false),
+            Ok(_) => {
+                self.last_read = Instant::now();
+                self.ping_sent = false;
+                Ok(true)
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(true),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Handles every complete frame in the read buffer, corked.
+    fn process_input(&mut self) {
+        if let Phase::Failing { .. } = self.phase {
+            // Discard what a failed peer sends while our close frame goes out.
+            self.rbuf.clear();
+        } else {
+            self.ws.shared.corked.store(true, Ordering::Release);
+            if let Err(err) = self.frames() {
+                self.fail(err);
+            }
+            self.ws.shared.corked.store(false, Ordering::Release);
+        }
+        if self.rbuf.is_empty() {
+            // Idle connections keep no buffer.
+            self.rbuf = BytesMut::new();
+        }
+    }
+
+    fn frames(&mut self) -> Result<(), WsError> {
+        loop {
+            if self.phase == Phase::Done {
+                self.rbuf.clear();
+                return Ok(());
+            }
+            let mut cursor = Cursor::new(&self.rbuf[..]);
+            let (header, len) = match FrameHeader::parse(&mut cursor) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => return Ok(()),
+                Err(_) => return Err(WsError::Protocol("malformed frame header")),
+            };
+            let header_len = cursor.position() as usize;
+            let opcode = u8::from(header.opcode);
+            self.check_header(&header, opcode, len)?;
+            // `check_header` bounded `len` by the payload limit, so it fits in memory.
+            let len = len as usize;
+            let needed = header_len + len;
+            if self.rbuf.len() < needed {
+                self.rbuf.reserve(needed - self.rbuf.len());
+                return Ok(());
+            }
+            self.rbuf.advance(header_len);
+            let mut payload = self.rbuf.split_to(len);
+            if let Some(mask) = header.mask {
+                unmask(&mut payload, mask);
+            }
+            self.frame(opcode, header.is_final, payload)?;
+        }
+    }
+
+    fn check_header(&self, header: &FrameHeader, opcode: u8, len: u64) -> Result<(), WsError> {
+        if header.mask.is_none() {
+            return Err(WsError::Protocol("client frames must be masked"));
+        }
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return Err(WsError::Protocol(
+                "reserved bits set without a negotiated extension",
+            ));
+        }
+        if len >> 63 != 0 {
+            return Err(WsError::Protocol(
+                "payload length has its most significant bit set",
+            ));
+        }
+        match opcode {
+            OP_CLOSE | OP_PING | OP_PONG => {
+                if !header.is_final {
+                    return Err(WsError::Protocol("fragmented control frame"));
+                }
+                if len > 125 {
+                    return Err(WsError::Protocol("control frame payload over 125 bytes"));
+                }
+            }
+            OP_TEXT | OP_BINARY | OP_CONTINUATION => {
+                match (opcode, &self.partial) {
+                    (OP_CONTINUATION, None) => {
+                        return Err(WsError::Protocol(
+                            "continuation frame without a message to continue",
+                        ));
+                    }
+                    (OP_TEXT | OP_BINARY, Some(_)) => {
+                        return Err(WsError::Protocol(
+                            "new message before the previous one finished",
+                        ));
+                    }
+                    _ => {}
+                }
+                let so_far = self.partial.as_ref().map_or(0, |p| p.data.len()) as u64;
+                let limit = self.config.max_payload_length;
+                if so_far.saturating_add(len) > limit as u64 {
+                    return Err(WsError::MessageTooBig {
+                        size: so_far.saturating_add(len),
+                        limit,
+                    });
+                }
+            }
+            _ => return Err(WsError::Protocol("reserved opcode")),
+        }
+        Ok(())
+    }
+
+    fn frame(&mut self, opcode: u8, is_final: bool, payload: BytesMut) -> Result<(), WsError> {
+        match opcode {
+            OP_TEXT | OP_BINARY if is_final => self.deliver(opcode, payload.freeze()),
+            OP_TEXT | OP_BINARY => {
+                self.partial = Some(Partial {
+                    opcode,
+                    data: payload,
+                });
+                Ok(())
+            }
+            OP_CONTINUATION => {
+                let Some(partial) = self.partial.as_mut() else {
+                    return Err(WsError::Protocol(
+                        "continuation frame without a message to continue",
+                    ));
+                };
+                partial.data.extend_from_slice(&payload);
+                if is_final {
+                    let Some(done) = self.partial.take() else {
+                        return Ok(());
+                    };
+                    self.deliver(done.opcode, done.data.freeze())
+                } else {
+                    Ok(())
+                }
+            }
+            OP_PING => {
+                if self.phase == Phase::Open {
+                    self.push_control(control_frame(OP_PONG, &payload));
+                }
+                Ok(())
+            }
+            OP_PONG => Ok(()),
+            OP_CLOSE => self.peer_close(&payload),
+            _ => Err(WsError::Protocol("reserved opcode")),
+        }
+    }
+
+    fn deliver(&mut self, opcode: u8, payload: Bytes) -> Result<(), WsError> {
+        let message = if opcode == OP_TEXT {
+            Message::Text(Utf8Bytes::try_from_bytes(payload).map_err(|_| WsError::InvalidUtf8)?)
+        } else {
+            Message::Binary(payload)
+        };
+        if self.phase == Phase::Open {
+            self.callback(|h, ws| h.message(ws, message));
+        }
+        Ok(())
+    }
+
+    fn peer_close(&mut self, payload: &[u8]) -> Result<(), WsError> {
+        let (code, reason) = match payload.len() {
+            0 => (None, ""),
+            1 => return Err(WsError::Protocol("close frame with a 1-byte payload")),
+            _ => {
+                let code = CloseCode::from(u16::from_be_bytes([payload[0], payload[1]]));
+                if !code.is_sendable() {
+                    return Err(WsError::Protocol("invalid close code"));
+                }
+                let reason =
+                    std::str::from_utf8(&payload[2..]).map_err(|_| WsError::InvalidUtf8)?;
+                (Some(code), reason)
+            }
+        };
+        if self.phase == Phase::Open {
+            // Echo the peer's code, as RFC 6455 §5.5.1 asks, then close the TCP connection.
+            self.push_control(close_frame(code, ""));
+            self.ws.shared.set_state(STATE_CLOSING);
+            self.outcome = Some((code.unwrap_or(CloseCode::NO_STATUS), reason.to_owned()));
+        }
+        self.phase = Phase::Done;
+        Ok(())
+    }
+
+    /// Begins a closing handshake we initiate.
+    fn start_close(&mut self, code: CloseCode, reason: &str) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        self.push_control(close_frame(Some(code), reason));
+        self.ws.shared.set_state(STATE_CLOSING);
+        self.outcome = Some((code, reason.to_owned()));
+        self.phase = Phase::Closing {
+            deadline: Instant::now() + self.config.close_timeout,
+        };
+    }
+
+    /// The peer broke the protocol (or went silent): report, send our close frame, and linger.
+    fn fail(&mut self, err: WsError) {
+        tracing::debug!(id = self.ws.id(), error = %err, "WebSocket failed");
+        self.cork(|engine| {
+            let err = &err;
+            engine.callback(|h, ws| h.error(ws, err));
+        });
+        let code = err.close_code();
+        if self.phase == Phase::Open {
+            let reason = match &err {
+                WsError::MessageTooBig { .. } => "message too big",
+                WsError::InvalidUtf8 => "invalid UTF-8",
+                WsError::IdleTimeout => "idle timeout",
+                _ => "protocol error",
+            };
+            self.push_control(close_frame(Some(code), reason));
+            self.ws.shared.set_state(STATE_CLOSING);
+            self.outcome = Some((code, reason.to_owned()));
+        }
+        self.partial = None;
+        self.rbuf.clear();
+        self.phase = Phase::Failing {
+            deadline: Instant::now() + LINGER,
+        };
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Closing { deadline } | Phase::Failing { deadline } => Some(deadline),
+            Phase::Done => None,
+            Phase::Open => {
+                let idle = self.config.idle_timeout?;
+                Some(if self.ping_sent {
+                    self.last_read + idle
+                } else {
+                    self.last_read + idle / 2
+                })
+            }
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        match self.phase {
+            Phase::Closing { deadline } | Phase::Failing { deadline } if now >= deadline => {
+                tracing::debug!(id = self.ws.id(), "peer did not finish closing; dropping");
+                self.writing.clear();
+                self.phase = Phase::Done;
+            }
+            Phase::Open => {
+                let Some(idle) = self.config.idle_timeout else {
+                    return;
+                };
+                if now >= self.last_read + idle {
+                    self.fail(WsError::IdleTimeout);
+                } else if !self.ping_sent && now >= self.last_read + idle / 2 {
+                    self.ping_sent = true;
+                    self.push_control(control_frame(OP_PING, b""));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn peer_gone(&mut self) {
+        if self.phase == Phase::Open {
+            self.outcome = Some((CloseCode::ABNORMAL, String::new()));
+        }
+    }
+
+    fn io_error(&mut self, err: io::Error) {
+        tracing::debug!(id = self.ws.id(), error = %err, "WebSocket connection error");
+        if self.phase == Phase::Open {
+            let err = WsError::Io(err);
+            self.cork(|engine| {
+                let err = &err;
+                engine.callback(|h, ws| h.error(ws, err));
+            });
+            self.outcome = Some((CloseCode::ABNORMAL, String::new()));
+        }
+    }
+
+    /// The connection is over: mark it closed and run `close` exactly once.
+    fn finish(mut self) {
+        self.ws.shared.set_state(STATE_CLOSED);
+        let (code, reason) = self
+            .outcome
+            .take()
+            .unwrap_or((CloseCode::ABNORMAL, String::new()));
+        {
+            let mut outbox = self.ws.shared.lock();
+            outbox.frames.clear();
+            outbox.close = None;
+        }
+        self.ws.shared.buffered.store(0, Ordering::Release);
+        self.callback(|h, ws| h.close(ws, code, &reason));
+    }
+}
+
+/// XORs `payload` with the client's masking key (RFC 6455 §5.3), eight bytes at a time.
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = payload.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let value = u64::from_ne_bytes(word) ^ wide;
+        chunk.copy_from_slice(&value.to_ne_bytes());
+    }
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= mask[i % 4];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unmask;
+
+    /// Unmasking eight bytes at a time gives the same result as byte by byte, at every length.
+    #[test]
+    fn unmask_matches_the_bytewise_definition() {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        for len in 0..40 {
+            let original: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(31)).collect();
+            let mut fast = original.clone();
+            unmask(&mut fast, mask);
+            let slow: Vec<u8> = original
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            assert_eq!(fast, slow, "length {len}");
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! The connection handle users keep, and the queue it shares with the engine.
+
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::message::{CloseCode, Message};
+
+/// The state of a connection, as the browser API's `readyState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReadyState {
+    /// Open: messages flow both ways.
+    Open,
+    /// A close frame was sent or received; no more messages are sent.
+    Closing,
+    /// The connection is gone.
+    Closed,
+}
+
+/// What became of a message handed to [`WebSocket::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SendStatus {
+    /// Queued; the send queue is within the backpressure limit.
+    Sent,
+    /// Queued, but the send queue is now over the backpressure limit: slow down until `drain`.
+    Backpressured,
+    /// Not queued: the connection is closing or closed, or its queue was already at the limit.
+    Dropped,
+}
+
+impl SendStatus {
+    /// Whether the message was queued (`Sent` or `Backpressured`).
+    pub fn is_queued(self) -> bool {
+        !matches!(self, SendStatus::Dropped)
+    }
+}
+
+const OPEN: u8 = 0;
+const CLOSING: u8 = 1;
+const CLOSED: u8 = 2;
+pub(crate) const STATE_CLOSING: u8 = CLOSING;
+pub(crate) const STATE_CLOSED: u8 = CLOSED;
+
+/// Frames at most this long are built as one buffer (header and payload copied together); longer
+/// payloads are queued as their own `Bytes` behind a separate header, without a copy.
+const COPY_THRESHOLD: usize = 1024;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A frame built once, to send to many connections: server frames are unmasked, so the same bytes are
+/// right for every receiver.
+///
+/// ```
+/// use verb_ws::{Message, PreparedMessage};
+///
+/// let prepared = PreparedMessage::new(&Message::text("hello everyone"));
+/// assert_eq!(prepared.len(), 2 + "hello everyone".len());
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct PreparedMessage {
+    frame: Bytes,
+}
+
+impl PreparedMessage {
+    /// Frames `message` once.
+    pub fn new(message: &Message) -> Self {
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OP_TEXT, text.as_bytes()),
+            Message::Binary(bytes) => (OP_BINARY, bytes),
+        };
+        let mut frame = BytesMut::with_capacity(header_len(payload.len()) + payload.len());
+        put_header(&mut frame, opcode, payload.len());
+        frame.extend_from_slice(payload);
+        Self {
+            frame: frame.freeze(),
+        }
+    }
+
+    /// The frame's length on the wire.
+    pub fn len(&self) -> usize {
+        self.frame.len()
+    }
+
+    /// Whether the frame is empty (it never is: a frame has at least a two-byte header).
+    pub fn is_empty(&self) -> bool {
+        self.frame.is_empty()
+    }
+}
+
+impl fmt::Debug for PreparedMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedMessage")
+            .field("len", &self.frame.len())
+            .finish()
+    }
+}
+
+pub(crate) const OP_CONTINUATION: u8 = 0x0;
+pub(crate) const OP_TEXT: u8 = 0x1;
+pub(crate) const OP_BINARY: u8 = 0x2;
+pub(crate) const OP_CLOSE: u8 = 0x8;
+pub(crate) const OP_PING: u8 = 0x9;
+pub(crate) const OP_PONG: u8 = 0xA;
+
+pub(crate) fn header_len(payload: usize) -> usize {
+    match payload {
+        0..=125 => 2,
+        126..=65535 => 4,
+        _ => 10,
+    }
+}
+
+/// Writes an unmasked, final frame header.
+pub(crate) fn put_header(buf: &mut BytesMut, opcode: u8, payload: usize) {
+    buf.put_u8(0x80 | opcode);
+    match payload {
+        0..=125 => buf.put_u8(payload as u8),
+        126..=65535 => {
+            buf.put_u8(126);
+            buf.put_u16(payload as u16);
+        }
+        _ => {
+            buf.put_u8(127);
+            buf.put_u64(payload as u64);
+        }
+    }
+}
+
+/// A control frame (payload at most 125 bytes, which callers guarantee).
+pub(crate) fn control_frame(opcode: u8, payload: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(2 + payload.len());
+    put_header(&mut frame, opcode, payload.len());
+    frame.extend_from_slice(payload);
+    frame.freeze()
+}
+
+/// A close frame with `code` and `reason` (truncated to fit 125 bytes at a character boundary).
+pub(crate) fn close_frame(code: Option<CloseCode>, reason: &str) -> Bytes {
+    let Some(code) = code else {
+        return control_frame(OP_CLOSE, &[]);
+    };
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = Vec::with_capacity(2 + end);
+    payload.extend_from_slice(&code.as_u16().to_be_bytes());
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    control_frame(OP_CLOSE, &payload)
+}
+
+/// What the handle and the engine share.
+pub(crate) struct Shared {
+    pub(crate) id: u64,
+    pub(crate) remote_addr: SocketAddr,
+    pub(crate) protocol: Option<Box<str>>,
+    pub(crate) state: AtomicU8,
+    pub(crate) outbox: Mutex<Outbox>,
+    pub(crate) buffered: AtomicUsize,
+    pub(crate) wake: Notify,
+    /// Set while the engine runs callbacks: it flushes afterwards, so sends need not wake it.
+    pub(crate) corked: AtomicBool,
+    pub(crate) backpressure_limit: usize,
+    pub(crate) close_on_limit: bool,
+    data: Mutex<Option<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Outbox {
+    pub(crate) frames: VecDeque<Bytes>,
+    /// A close asked for by the application (or the backpressure policy), not yet framed.
+    pub(crate) close: Option<(CloseCode, Box<str>)>,
+    /// A send hit the limit: fire `drain` when the queue empties.
+    pub(crate) wants_drain: bool,
+    /// The peer is to be dropped without a close handshake.
+    pub(crate) terminate: bool,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Outbox> {
+        // A panic while holding this lock leaves only a queue of frames behind, which stays consistent;
+        // carry on with it rather than poisoning every later send.
+        self.outbox
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn set_state(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+    }
+
+    fn wake(&self) {
+        if !self.corked.load(Ordering::Acquire) {
+            self.wake.notify_one();
+        }
+    }
+
+    fn enqueue(
+        &self,
+        header_and_payload: impl FnOnce(&mut VecDeque<Bytes>) -> usize,
+    ) -> SendStatus {
+        if self.state.load(Ordering::Acquire) != OPEN {
+            return SendStatus::Dropped;
+        }
+        let mut outbox = self.lock();
+        let before = self.buffered.load(Ordering::Acquire);
+        if before >= self.backpressure_limit && before > 0 {
+            outbox.wants_drain = true;
+            if self.close_on_limit && outbox.close.is_none() {
+                outbox.close = Some((
+                    CloseCode::POLICY_VIOLATION,
+                    "backpressure limit exceeded".into(),
+                ));
+                drop(outbox);
+                self.wake();
+            }
+            return SendStatus::Dropped;
+        }
+        let added = header_and_payload(&mut outbox.frames);
+        let after = self.buffered.fetch_add(added, Ordering::AcqRel) + added;
+        let status = if after > self.backpressure_limit {
+            outbox.wants_drain = true;
+            SendStatus::Backpressured
+        } else {
+            SendStatus::Sent
+        };
+        drop(outbox);
+        self.wake();
+        status
+    }
+}
+
+/// A WebSocket connection: cheap to clone, and to keep in maps and sets.
+///
+/// Every clone refers to the same connection; equality and hashing go by [`id`](Self::id). Sending works
+/// from any task, while the connection reads: messages wait in the connection's queue and go out in as
+/// few writes as possible.
+///
+/// # Example
+///
+/// ```
+/// use verb_ws::{Message, WebSocket, Ws};
+///
+/// let echo = Ws::new().message(|ws: &WebSocket, msg: Message| {
+///     ws.send(msg);
+/// });
+/// # let _ = echo;
+/// ```
+#[derive(Clone)]
+pub struct WebSocket {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl WebSocket {
+    pub(crate) fn new(
+        remote_addr: SocketAddr,
+        protocol: Option<Box<str>>,
+        backpressure_limit: usize,
+        close_on_limit: bool,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                remote_addr,
+                protocol,
+                state: AtomicU8::new(OPEN),
+                outbox: Mutex::new(Outbox::default()),
+                buffered: AtomicUsize::new(0),
+                wake: Notify::new(),
+                corked: AtomicBool::new(false),
+                backpressure_limit,
+                close_on_limit,
+                data: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// A number unique to this connection within the process.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.shared.remote_addr
+    }
+
+    /// The subprotocol chosen in the handshake, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.shared.protocol.as_deref()
+    }
+
+    /// The connection's state.
+    pub fn ready_state(&self) -> ReadyState {
+        match self.shared.state.load(Ordering::Acquire) {
+            OPEN => ReadyState::Open,
+            CLOSING => ReadyState::Closing,
+            _ => ReadyState::Closed,
+        }
+    }
+
+    /// Bytes waiting in the send queue.
+    pub fn buffered_amount(&self) -> usize {
+        self.shared.buffered.load(Ordering::Acquire)
+    }
+
+    /// Sends a message (text or binary).
+    pub fn send(&self, message: impl Into<Message>) -> SendStatus {
+        match message.into() {
+            Message::Text(text) => self.send_frame(OP_TEXT, text.into_bytes()),
+            Message::Binary(bytes) => self.send_frame(OP_BINARY, bytes),
+        }
+    }
+
+    /// Sends `text` as a text message.
+    pub fn send_text(&self, text: impl Into<String>) -> SendStatus {
+        self.send_frame(OP_TEXT, Bytes::from(text.into()))
+    }
+
+    /// Sends `value` serialized as JSON, as a text message.
+    ///
+    /// A value that cannot be serialized is logged and dropped.
+    pub fn send_json<T: Serialize + ?Sized>(&self, value: &T) -> SendStatus {
+        match serde_json::to_vec(value) {
+            Ok(json) => self.send_frame(OP_TEXT, Bytes::from(json)),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot serialize a JSON WebSocket message");
+                SendStatus::Dropped
+            }
+        }
+    }
+
+    /// Sends a frame prepared once for many receivers.
+    pub fn send_prepared(&self, message: &PreparedMessage) -> SendStatus {
+        let frame = message.frame.clone();
+        self.shared.enqueue(move |frames| {
+            let len = frame.len();
+            frames.push_back(frame);
+            len
+        })
+    }
+
+    fn send_frame(&self, opcode: u8, payload: Bytes) -> SendStatus {
+        self.shared.enqueue(move |frames| {
+            let len = payload.len();
+            let total = header_len(len) + len;
+            if len <= COPY_THRESHOLD {
+                let mut frame = BytesMut::with_capacity(total);
+                put_header(&mut frame, opcode, len);
+                frame.extend_from_slice(&payload);
+                frames.push_back(frame.freeze());
+            } else {
+                let mut header = BytesMut::with_capacity(header_len(len));
+                put_header(&mut header, opcode, len);
+                frames.push_back(header.freeze());
+                frames.push_back(payload);
+            }
+            total
+        })
+    }
+
+    /// Sends a ping with `payload` (at most 125 bytes; longer payloads are cut).
+    pub fn ping(&self, payload: &[u8]) -> SendStatus {
+        let payload = &payload[..payload.len().min(125)];
+        let frame = control_frame(OP_PING, payload);
+        self.shared.enqueue(move |frames| {
+            let len = frame.len();
+            frames.push_back(frame);
+            len
+        })
+    }
+
+    /// Starts the closing handshake with `code` and `reason` (cut to 123 bytes). Messages queued
+    /// before go out first; nothing is sent after. Codes that may not be sent (1005, 1006, ...) become
+    /// 1000.
+    pub fn close(&self, code: impl Into<CloseCode>, reason: &str) {
+        let mut code = code.into();
+        if !code.is_sendable() {
+            code = CloseCode::NORMAL;
+        }
+        let shared = &self.shared;
+        if shared.state.load(Ordering::Acquire) != OPEN {
+            return;
+        }
+        {
+            let mut outbox = shared.lock();
+            if outbox.close.is_none() {
+                outbox.close = Some((code, reason.into()));
+            }
+            // Nothing sent after `close` may follow the close frame.
+            shared.set_state(CLOSING);
+        }
+        shared.wake.notify_one();
+    }
+
+    /// Drops the connection at once, without a closing handshake.
+    pub fn terminate(&self) {
+        self.shared.lock().terminate = true;
+        self.shared.wake.notify_one();
+    }
+
+    /// Stores a per-connection value of type `T` (replacing an earlier one), as the docs do with
+    /// `ws.data = ...`.
+    ///
+    /// ```
+    /// # use verb_ws::{WebSocket, Ws};
+    /// #[derive(Clone)]
+    /// struct Room(String);
+    ///
+    /// let handler = Ws::new()
+    ///     .open(|ws: &WebSocket, req: &verb_core::Request| {
+    ///         ws.set_data(Room(req.param("room").unwrap_or("lobby").to_owned()));
+    ///     })
+    ///     .message(|ws: &WebSocket, _msg| {
+    ///         let room = ws.data::<Room>().map(|r| r.0).unwrap_or_default();
+    ///         ws.send_text(format!("you are in {room}"));
+    ///     });
+    /// # let _ = handler;
+    /// ```
+    pub fn set_data<T: Any + Send + Sync>(&self, value: T) {
+        let mut data = self.shared.data.lock().unwrap_or_else(|p| p.into_inner());
+        data.get_or_insert_with(HashMap::new)
+            .insert(TypeId::of::<T>(), Box::new(value));
+    }
+
+    /// A clone of the per-connection value of type `T`, if one was stored.
+    pub fn data<T: Any + Clone>(&self) -> Option<T> {
+        self.with_data(|value: &mut T| value.clone())
+    }
+
+    /// Runs `f` on the per-connection value of type `T`, if one was stored.
+    pub fn with_data<T: Any, R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let mut data = self.shared.data.lock().unwrap_or_else(|p| p.into_inner());
+        let value = data.as_mut()?.get_mut(&TypeId::of::<T>())?;
+        value.downcast_mut::<T>().map(f)
+    }
+
+    /// Removes and returns the per-connection value of type `T`.
+    pub fn take_data<T: Any>(&self) -> Option<T> {
+        let mut data = self.shared.data.lock().unwrap_or_else(|p| p.into_inner());
+        let value = data.as_mut()?.remove(&TypeId::of::<T>())?;
+        value.downcast::<T>().ok().map(|boxed| *boxed)
+    }
+}
+
+impl PartialEq for WebSocket {
+    fn eq(&self, other: &Self) -> bool {
+        self.shared.id == other.shared.id
+    }
+}
+
+impl Eq for WebSocket {}
+
+impl Hash for WebSocket {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.shared.id.hash(state);
+    }
+}
+
+impl fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("id", &self.shared.id)
+            .field("remote_addr", &self.shared.remote_addr)
+            .field("state", &self.ready_state())
+            .finish_non_exhaustive()
+    }
+}

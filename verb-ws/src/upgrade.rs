@@ -1,0 +1,241 @@
+//! The opening handshake (RFC 6455 §4.2): validate the request, answer 101, hand the socket to the
+//! engine.
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use verb_core::{HttpError, IntoResponse, Lifecycle, Request, Response};
+
+use crate::engine;
+use crate::handler::{Ws, over_capacity_message};
+use crate::socket::WebSocket;
+
+/// Whether `headers` ask for a WebSocket upgrade (`Upgrade: websocket`).
+///
+/// ```
+/// use verb_core::Request;
+///
+/// let req = Request::builder().header("upgrade", "WebSocket").build();
+/// assert!(verb_ws::is_upgrade_request(req.headers()));
+/// ```
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    has_token(headers, header::UPGRADE, "websocket")
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// A `Sec-WebSocket-Key` must be the base64 encoding of 16 bytes: 22 significant characters and `==`.
+fn valid_key(key: &[u8]) -> bool {
+    let is_b64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    key.len() == 24
+        && key[..22].iter().all(is_b64)
+        // The last significant character carries only two bits of data; the rest must be zero.
+        && matches!(key[21], b'A' | b'Q' | b'g' | b'w')
+        && &key[22..] == b"=="
+}
+
+fn refuse(status: StatusCode, message: &'static str) -> Response {
+    tracing::debug!(%status, message, "WebSocket upgrade refused");
+    HttpError::new(status, message).into_response()
+}
+
+/// Answers an upgrade request: `101` and a spawned connection, or an HTTP error.
+pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
+    if req.method() != Method::GET {
+        return refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "a WebSocket upgrade must use GET",
+        )
+        .header(header::ALLOW, "GET");
+    }
+    if req.version() < Version::HTTP_11 {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket upgrade needs HTTP/1.1",
+        );
+    }
+    if !is_upgrade_request(req.headers()) {
+        return refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks WebSocket: send `Upgrade: websocket`",
+        )
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade");
+    }
+    if !has_token(req.headers(), header::CONNECTION, "upgrade") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket upgrade needs `Connection: Upgrade`",
+        );
+    }
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported or missing Sec-WebSocket-Version; this server speaks 13",
+        )
+        .header(header::SEC_WEBSOCKET_VERSION, "13");
+    }
+    let key = match req.headers().get(header::SEC_WEBSOCKET_KEY) {
+        Some(key) if valid_key(key.as_bytes()) => key.clone(),
+        _ => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "missing or malformed Sec-WebSocket-Key",
+            );
+        }
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
+        return refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this request cannot be upgraded (it did not come from a Verb server)",
+        );
+    };
+
+    let config = &endpoint.config;
+    let slot = endpoint.count.try_acquire(config.max_connections);
+    let over_capacity = match (&slot, over_capacity_message(config)) {
+        (Some(_), _) => None,
+        (None, Some(message)) => Some(message.to_owned()),
+        (None, None) => {
+            tracing::warn!(
+                max = config.max_connections,
+                "WebSocket upgrade refused: at capacity"
+            );
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is at its WebSocket connection limit",
+            )
+            .header(header::RETRY_AFTER, "5");
+        }
+    };
+
+    let protocol = choose_protocol(req.headers(), &config.protocols);
+    let mut response = Response::new(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade");
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    // The accept key is base64, always a valid header value.
+    if let Ok(accept) = HeaderValue::try_from(accept) {
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if let Some(protocol) = &protocol {
+        if let Ok(value) = HeaderValue::try_from(protocol.as_str()) {
+            response
+                .headers_mut()
+                .insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+        }
+    }
+    for (name, value) in &config.headers {
+        response.headers_mut().append(name.clone(), value.clone());
+    }
+
+    let lifecycle = req
+        .extensions()
+        .get::<Lifecycle>()
+        .cloned()
+        .unwrap_or_else(Lifecycle::detached);
+    let ws = WebSocket::new(
+        req.remote_addr(),
+        protocol.map(String::into_boxed_str),
+        config.backpressure_limit,
+        config.close_on_backpressure_limit,
+    );
+    let handler = endpoint.handler.clone();
+    let config = endpoint.config.clone();
+    let task_lifecycle = lifecycle.clone();
+    lifecycle.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(error = %err, "WebSocket upgrade did not complete");
+                return;
+            }
+        };
+        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => parts,
+            Err(_) => {
+                tracing::error!("WebSocket upgrade over an unsupported transport");
+                return;
+            }
+        };
+        let stream = parts.io.into_inner();
+        let start = engine::Start {
+            stream,
+            read_buf: parts.read_buf,
+            ws,
+            handler,
+            config,
+            lifecycle: task_lifecycle,
+            over_capacity,
+            slot,
+        };
+        engine::run(start, req).await;
+    });
+    response
+}
+
+/// The first of the server's protocols that the client offers.
+fn choose_protocol(headers: &HeaderMap, server: &[String]) -> Option<String> {
+    if server.is_empty() {
+        return None;
+    }
+    let offered: Vec<&str> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    server
+        .iter()
+        .find(|ours| offered.iter().any(|theirs| theirs == ours))
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The RFC's sample key is valid; wrong lengths, padding and alphabets are not.
+    #[test]
+    fn key_validation_follows_the_rfc() {
+        assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZQ="));
+        assert!(
+            !valid_key(b"dGhlIHNhbXBsZSBub25jZR=="),
+            "non-zero padding bits"
+        );
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25j*Q=="));
+        assert!(!valid_key(b""));
+        assert!(!valid_key(b"c2hvcnQ="));
+    }
+
+    /// The server's order wins among the protocols the client offers.
+    #[test]
+    fn server_protocol_order_wins() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("notification, chat"),
+        );
+        let server = ["chat".to_owned(), "notification".to_owned()];
+        assert_eq!(choose_protocol(&headers, &server).as_deref(), Some("chat"));
+        assert_eq!(choose_protocol(&headers, &["x".to_owned()]), None);
+        assert_eq!(choose_protocol(&HeaderMap::new(), &server), None);
+    }
+}

@@ -1,0 +1,272 @@
+//! Hand-made frames and handshakes over a raw socket, asserting the exact answers of RFC 6455.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use verb::prelude::*;
+use verb::test::TestServer;
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
+
+/// Upgrades a raw socket to `path`, reading exactly the 101 response head.
+pub(crate) async fn handshake(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: {KEY}\r\nsec-websocket-version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        assert_eq!(
+            stream.read(&mut byte).await.unwrap(),
+            1,
+            "closed during handshake"
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    stream
+}
+
+/// A masked client frame with the given first byte (FIN, RSV, opcode) and payload.
+fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    match payload.len() {
+        len @ 0..=125 => out.push(0x80 | len as u8),
+        len @ 126..=65535 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    out
+}
+
+/// Reads server frames until the connection ends: `(opcode, payload)` each.
+pub(crate) async fn read_frames_to_close(stream: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut data = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(300), stream.read_to_end(&mut data)).await;
+    let mut frames = Vec::new();
+    let mut rest = &data[..];
+    while rest.len() >= 2 {
+        assert_eq!(rest[1] & 0x80, 0, "server frames are unmasked");
+        let (len, start) = match rest[1] & 0x7f {
+            126 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(rest[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            len => (len as usize, 2),
+        };
+        frames.push((rest[0] & 0x0f, rest[start..start + len].to_vec()));
+        rest = &rest[start + len..];
+    }
+    frames
+}
+
+/// The code of the close frame among `frames`.
+pub(crate) fn close_code(frames: &[(u8, Vec<u8>)]) -> Option<u16> {
+    frames
+        .iter()
+        .find(|(opcode, _)| *opcode == 0x8)
+        .and_then(|(_, payload)| Some(u16::from_be_bytes([*payload.first()?, *payload.get(1)?])))
+}
+
+async fn server() -> TestServer {
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .max_payload_length(64 * 1024)
+            .message(|ws: &WebSocket, msg: Message| {
+                ws.send(msg);
+            }),
+    );
+    TestServer::start(app).await
+}
+
+/// Sends `bytes` after the handshake; returns the close code the server answered with.
+async fn close_code_for(bytes: &[u8]) -> Option<u16> {
+    let server = server().await;
+    let mut stream = handshake(server.addr(), "/ws").await;
+    stream.write_all(bytes).await.unwrap();
+    let frames = read_frames_to_close(&mut stream).await;
+    // Whatever one connection did, the server serves the next.
+    let mut next = server.ws("/ws").await;
+    next.send_text("still serving").await;
+    assert_eq!(next.recv_text().await, "still serving");
+    close_code(&frames)
+}
+
+/// An unmasked client frame is a protocol error.
+#[tokio::test]
+async fn unmasked_frame_closes_with_1002() {
+    assert_eq!(close_code_for(&[0x81, 0x02, b'h', b'i']).await, Some(1002));
+}
+
+/// Reserved bits without an extension, and reserved opcodes, close with 1002.
+#[tokio::test]
+async fn reserved_bits_and_opcodes_close_with_1002() {
+    assert_eq!(
+        close_code_for(&frame(0x80 | 0x40 | 0x1, b"hi")).await,
+        Some(1002)
+    );
+    assert_eq!(
+        close_code_for(&frame(0x80 | 0x20 | 0x1, b"hi")).await,
+        Some(1002)
+    );
+    assert_eq!(close_code_for(&frame(0x80 | 0x3, b"hi")).await, Some(1002));
+    assert_eq!(close_code_for(&frame(0x80 | 0xB, b"")).await, Some(1002));
+}
+
+/// A fragmented ping, and a control frame over 125 bytes, close with 1002.
+#[tokio::test]
+async fn bad_control_frames_close_with_1002() {
+    assert_eq!(close_code_for(&frame(0x09, b"ping")).await, Some(1002));
+    assert_eq!(close_code_for(&frame(0x89, &[0; 126])).await, Some(1002));
+}
+
+/// A continuation without a start, and a new message inside a fragmented one, close with 1002.
+#[tokio::test]
+async fn bad_fragmentation_closes_with_1002() {
+    assert_eq!(close_code_for(&frame(0x80, b"orphan")).await, Some(1002));
+    let mut bytes = frame(0x01, b"first half");
+    bytes.extend(frame(0x81, b"new message"));
+    assert_eq!(close_code_for(&bytes).await, Some(1002));
+}
+
+/// Invalid UTF-8 split across fragments (each fragment alone is a valid prefix) closes with 1007.
+#[tokio::test]
+async fn invalid_utf8_across_fragments_closes_with_1007() {
+    // "é" is C3 A9; C3 followed by 28 is invalid.
+    let mut bytes = frame(0x01, &[b'a', 0xC3]);
+    bytes.extend(frame(0x80, &[0x28, b'b']));
+    assert_eq!(close_code_for(&bytes).await, Some(1007));
+}
+
+/// Fragmented messages with a ping in between are reassembled, and the ping answered.
+#[tokio::test]
+async fn fragments_with_interleaved_ping_are_reassembled() {
+    let server = server().await;
+    let mut stream = handshake(server.addr(), "/ws").await;
+    let mut bytes = frame(0x01, "hé".as_bytes());
+    bytes.extend(frame(0x89, b"p"));
+    bytes.extend(frame(0x00, b"l"));
+    bytes.extend(frame(0x80, b"lo"));
+    bytes.extend(frame(0x88, &1000u16.to_be_bytes()));
+    stream.write_all(&bytes).await.unwrap();
+    let frames = read_frames_to_close(&mut stream).await;
+    assert_eq!(
+        frames,
+        [
+            (0xA, b"p".to_vec()),
+            (0x1, "héllo".as_bytes().to_vec()),
+            (0x8, 1000u16.to_be_bytes().to_vec())
+        ]
+    );
+}
+
+/// A length with the most significant bit set (2^63) is refused without buffering anything.
+#[tokio::test]
+async fn length_of_two_to_the_63_closes_with_1002() {
+    let mut bytes = vec![0x82, 0x80 | 127];
+    bytes.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    bytes.extend_from_slice(&MASK);
+    assert_eq!(close_code_for(&bytes).await, Some(1002));
+}
+
+/// A frame announcing more than the payload limit is refused at its header with 1009.
+#[tokio::test]
+async fn oversized_header_closes_with_1009_before_the_payload() {
+    let mut bytes = vec![0x82, 0x80 | 127];
+    bytes.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    bytes.extend_from_slice(&MASK);
+    assert_eq!(close_code_for(&bytes).await, Some(1009));
+}
+
+/// Close frames: invalid codes and a 1-byte payload close with 1002, a bad reason with 1007, a valid
+/// code is echoed, and an empty close is answered with an empty close.
+#[tokio::test]
+async fn close_frames_are_validated_and_echoed() {
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 2000, 5000] {
+        assert_eq!(
+            close_code_for(&frame(0x88, &code.to_be_bytes())).await,
+            Some(1002),
+            "{code}"
+        );
+    }
+    assert_eq!(close_code_for(&frame(0x88, &[0x03])).await, Some(1002));
+    let mut bad_reason = 1000u16.to_be_bytes().to_vec();
+    bad_reason.extend_from_slice(&[0xff, 0xfe]);
+    assert_eq!(close_code_for(&frame(0x88, &bad_reason)).await, Some(1007));
+    assert_eq!(
+        close_code_for(&frame(0x88, &4321u16.to_be_bytes())).await,
+        Some(4321)
+    );
+
+    let server = server().await;
+    let mut stream = handshake(server.addr(), "/ws").await;
+    stream.write_all(&frame(0x88, b"")).await.unwrap();
+    assert_eq!(read_frames_to_close(&mut stream).await, [(0x8, Vec::new())]);
+}
+
+/// Bad handshakes get HTTP errors: bad key 400, wrong version 426 naming 13, missing Connection 400.
+#[tokio::test]
+async fn bad_handshakes_are_refused_with_http_errors() {
+    let server = server().await;
+    let addr = server.addr();
+    let request = |headers: &str| {
+        format!("GET /ws HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{headers}\r\n")
+    };
+    let base = "upgrade: websocket\r\nsec-websocket-version: 13\r\n";
+    let upgrade = "connection: Upgrade\r\n";
+
+    let response = crate::raw::exchange(
+        addr,
+        request(&format!("{base}{upgrade}sec-websocket-key: short\r\n")).as_bytes(),
+    )
+    .await;
+    assert_eq!(crate::raw::status_of(&response), 400, "{response}");
+
+    let response = crate::raw::exchange(
+        addr,
+        request(&format!("{upgrade}upgrade: websocket\r\nsec-websocket-version: 8\r\nsec-websocket-key: {KEY}\r\n")).as_bytes(),
+    )
+    .await;
+    assert_eq!(crate::raw::status_of(&response), 426, "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("sec-websocket-version: 13"),
+        "{response}"
+    );
+
+    let response = crate::raw::exchange(
+        addr,
+        request(&format!("{base}sec-websocket-key: {KEY}\r\n")).as_bytes(),
+    )
+    .await;
+    assert_eq!(crate::raw::status_of(&response), 400, "{response}");
+
+    let response = crate::raw::exchange(
+        addr,
+        format!("POST /ws HTTP/1.1\r\nhost: x\r\nconnection: Upgrade, close\r\n{base}sec-websocket-key: {KEY}\r\ncontent-length: 0\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(crate::raw::status_of(&response), 405, "{response}");
+}
