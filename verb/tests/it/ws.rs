@@ -436,3 +436,29 @@ async fn panicking_callback_closes_with_1011() {
     other.send_text("fine").await;
     assert_eq!(other.recv_text().await, "fine");
 }
+
+/// With `close_on_backpressure_limit`, a send that finds the queue full closes the peer with 1008.
+#[tokio::test]
+async fn close_on_backpressure_limit_closes_with_1008() {
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .config(
+                WsConfig::new()
+                    .backpressure_limit(16 * 1024)
+                    .close_on_backpressure_limit(true),
+            )
+            .message(|ws: &WebSocket, _msg: Message| {
+                for _ in 0..1000 {
+                    if !ws.send(Message::binary(vec![0u8; 8 * 1024])).is_queued() {
+                        break;
+                    }
+                }
+            }),
+    );
+    let server = TestServer::start(app).await;
+    let mut client = server.ws("/ws").await;
+    client.send_text("flood me").await;
+    assert_eq!(client.recv_close().await.0, CloseCode::POLICY_VIOLATION);
+}
