@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tungstenite::protocol::frame::FrameHeader;
 use verb_core::{Lifecycle, Request};
 
+use crate::attach::Attachment;
 use crate::config::WsConfig;
 use crate::error::WsError;
 use crate::handler::{ConnectionSlot, WebSocketHandler};
@@ -129,7 +130,10 @@ pub(crate) async fn run(start: Start, req: Request) {
         engine.push(Message::text(message));
         engine.start_close(CloseCode::TRY_AGAIN_LATER, "server at capacity");
     } else {
-        engine.cork(|engine| engine.callback(|h, ws| h.open(ws, &req)));
+        engine.cork(|engine| {
+            engine.attachments(|a, ws| a.opened(ws));
+            engine.callback(|h, ws| h.open(ws, &req));
+        });
     }
     drop(req);
     if !engine.rbuf.is_empty() {
@@ -227,6 +231,20 @@ impl Engine {
                 "a WebSocket callback panicked; closing with 1011"
             );
             self.start_close(CloseCode::INTERNAL_ERROR, "internal error");
+        }
+    }
+
+    /// Runs a hook of every attachment, in order. A panicking hook is logged and skipped: the
+    /// others (and the app's callbacks) still run.
+    fn attachments(&self, f: impl Fn(&dyn Attachment, &WebSocket)) {
+        if self.silent {
+            return;
+        }
+        let ws = &self.ws;
+        for attachment in ws.shared.attachments.iter() {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| f(&**attachment, ws))).is_err() {
+                tracing::error!(id = ws.id(), "a WebSocket attachment hook panicked");
+            }
         }
     }
 
@@ -614,6 +632,7 @@ impl Engine {
             outbox.close = None;
         }
         self.ws.shared.buffered.store(0, Ordering::Release);
+        self.attachments(|a, ws| a.closed(ws));
         self.callback(|h, ws| h.close(ws, code, &reason));
     }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use verb_core::{BoxFuture, Handler, Request, Response};
 
+use crate::attach::{Attachment, Attachments};
 use crate::config::{OverCapacity, WsConfig};
 use crate::error::WsError;
 use crate::message::{CloseCode, Message};
@@ -154,6 +155,7 @@ pub struct Ws {
     pub(crate) handler: Arc<dyn WebSocketHandler>,
     pub(crate) config: Arc<WsConfig>,
     pub(crate) count: ConnectionCount,
+    pub(crate) attachments: Attachments,
     callbacks: Callbacks,
 }
 
@@ -170,6 +172,7 @@ impl Ws {
             handler: Arc::new(Callbacks::default()),
             config: Arc::new(WsConfig::default()),
             count: ConnectionCount::new(),
+            attachments: Attachments::default(),
             callbacks: Callbacks::default(),
         }
     }
@@ -272,6 +275,18 @@ impl Ws {
         self
     }
 
+    /// Attaches `attachment` to the endpoint: its hooks follow every connection, and connections reach
+    /// it with [`WebSocket::attachment`]. Attachments run in the order they were attached.
+    pub fn attach(mut self, attachment: impl Attachment) -> Self {
+        self.attachments = self.attachments.with(Arc::new(attachment));
+        self
+    }
+
+    /// The attachment of type `T`, if one was attached.
+    pub fn attachment<T: Attachment>(&self) -> Option<&T> {
+        self.attachments.get::<T>()
+    }
+
     /// How many connections of this endpoint are open.
     pub fn connections(&self) -> usize {
         self.count.get()
@@ -295,6 +310,7 @@ impl fmt::Debug for Ws {
         f.debug_struct("Ws")
             .field("config", &self.config)
             .field("connections", &self.count.get())
+            .field("attachments", &self.attachments.len())
             .finish_non_exhaustive()
     }
 }

@@ -36,6 +36,7 @@
 //!   vectored write.
 //! - Sends never block: they queue, bounded by the backpressure limit ([`SendStatus`]).
 
+mod attach;
 mod config;
 mod engine;
 mod error;
@@ -44,6 +45,7 @@ mod message;
 mod socket;
 mod upgrade;
 
+pub use attach::Attachment;
 pub use config::{OverCapacity, WsConfig};
 pub use error::WsError;
 pub use handler::{ConnectionCount, WebSocketHandler, Ws};

@@ -12,6 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::attach::{Attachment, Attachments};
 use crate::message::{CloseCode, Message};
 
 /// The state of a connection, as the browser API's `readyState`.
@@ -172,6 +173,7 @@ pub(crate) struct Shared {
     pub(crate) corked: AtomicBool,
     pub(crate) backpressure_limit: usize,
     pub(crate) close_on_limit: bool,
+    pub(crate) attachments: Attachments,
     data: Mutex<Option<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
 }
 
@@ -267,6 +269,7 @@ impl WebSocket {
         protocol: Option<Box<str>>,
         backpressure_limit: usize,
         close_on_limit: bool,
+        attachments: Attachments,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -280,6 +283,7 @@ impl WebSocket {
                 corked: AtomicBool::new(false),
                 backpressure_limit,
                 close_on_limit,
+                attachments,
                 data: Mutex::new(None),
             }),
         }
@@ -407,6 +411,11 @@ impl WebSocket {
     pub fn terminate(&self) {
         self.shared.lock().terminate = true;
         self.shared.wake.notify_one();
+    }
+
+    /// The endpoint's [`Attachment`] of type `T`, if it has one (see [`Ws::attach`](crate::Ws::attach)).
+    pub fn attachment<T: Attachment>(&self) -> Option<&T> {
+        self.shared.attachments.get::<T>()
     }
 
     /// Stores a per-connection value of type `T` (replacing an earlier one), as the docs do with

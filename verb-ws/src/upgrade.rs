@@ -153,6 +153,7 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
         protocol.map(String::into_boxed_str),
         config.backpressure_limit,
         config.close_on_backpressure_limit,
+        endpoint.attachments.clone(),
     );
     let handler = endpoint.handler.clone();
     let config = endpoint.config.clone();

@@ -8,8 +8,9 @@ use verb_core::{
     IntoResponse, ListenAddr, Method, Middleware, Params, Request, Response, Server, ServerConfig,
     ServerHandle, StatusCode, header,
 };
+use verb_rooms::{Delivery, Rooms};
 use verb_router::{Miss, Router};
-use verb_ws::{ConnectionCount, Ws};
+use verb_ws::{ConnectionCount, Message, Ws};
 
 /// What a server speaks, as in the docs' `createServer(ServerProtocol.WEBSOCKET)`.
 ///
@@ -76,6 +77,7 @@ pub struct App {
     config: ServerConfig,
     websocket: Option<RouteEntry>,
     ws_count: ConnectionCount,
+    rooms: Rooms,
 }
 
 struct RouteEntry {
@@ -94,6 +96,7 @@ impl App {
             config: ServerConfig::default(),
             websocket: None,
             ws_count: ConnectionCount::new(),
+            rooms: Rooms::new(),
         }
     }
 
@@ -248,7 +251,7 @@ impl App {
     /// As [`route`](Self::route).
     #[track_caller]
     pub fn ws(&mut self, path: &str, ws: Ws) -> Route<'_> {
-        let ws = ws.count_into(&self.ws_count);
+        let ws = self.endpoint(ws);
         let route = self.route(Method::GET, path, ws);
         route.app.routes[route.index].is_ws = true;
         route
@@ -259,13 +262,57 @@ impl App {
     /// [`App::ws`] route matches it; other requests keep reaching the HTTP routes (so `GET /` can serve
     /// a page while `ws://host:3000/` upgrades).
     pub fn websocket(&mut self, ws: Ws) -> &mut Self {
-        let ws = ws.count_into(&self.ws_count);
+        let ws = self.endpoint(ws);
         self.websocket = Some(RouteEntry {
             handler: Arc::new(ws),
             middleware: Vec::new(),
             is_ws: true,
         });
         self
+    }
+
+    /// Counts an endpoint's connections with the app's, and attaches the app's hub unless the endpoint
+    /// brought its own.
+    fn endpoint(&self, ws: Ws) -> Ws {
+        let ws = ws.count_into(&self.ws_count);
+        if ws.attachment::<Rooms>().is_some() {
+            ws
+        } else {
+            ws.attach(self.rooms.clone())
+        }
+    }
+
+    /// The app's [`Rooms`] hub: rooms, topics, direct messages and presence for every WebSocket
+    /// endpoint of the app. Clone it to publish from elsewhere (a timer, an HTTP handler); it stays
+    /// valid after `listen`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use verb::prelude::*;
+    ///
+    /// let mut app = verb::create_server();
+    /// app.ws("/feed", verb::ws().open(|ws: &WebSocket, _req| {
+    ///     ws.subscribe("ticks");
+    /// }));
+    /// let rooms = app.rooms().clone();
+    /// # let _ = async move {
+    /// tokio::spawn(async move {
+    ///     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    ///     loop {
+    ///         tick.tick().await;
+    ///         rooms.publish("ticks", "tick");
+    ///     }
+    /// });
+    /// # };
+    /// ```
+    pub fn rooms(&self) -> &Rooms {
+        &self.rooms
+    }
+
+    /// Bun's `server.publish(topic, message)`: sends `message` to every subscriber of `topic`, framed
+    /// once. Same as `app.rooms().publish(topic, message)`.
+    pub fn publish(&self, topic: &str, message: impl Into<Message>) -> Delivery {
+        self.rooms.publish(topic, message)
     }
 
     /// The number of WebSockets open on this app's endpoints, live (keep the handle; it stays valid

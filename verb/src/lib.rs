@@ -53,8 +53,13 @@ pub use verb_core::{
 
 #[doc(inline)]
 pub use verb_ws::{
-    CloseCode, ConnectionCount, Message, OverCapacity, PreparedMessage, ReadyState, SendStatus,
-    WebSocket, WebSocketHandler, Ws, WsConfig, WsError,
+    Attachment, CloseCode, ConnectionCount, Message, OverCapacity, PreparedMessage, ReadyState,
+    SendStatus, WebSocket, WebSocketHandler, Ws, WsConfig, WsError,
+};
+
+#[doc(inline)]
+pub use verb_rooms::{
+    Backplane, BackplaneError, Delivery, MemoryBackplane, Node, Rooms, Scope, Target, Topics,
 };
 
 /// A new WebSocket endpoint to fill with callbacks: the same as [`Ws::new`].
@@ -94,8 +99,8 @@ pub fn create_server_with(protocol: ServerProtocol) -> App {
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::{
-        App, CloseCode, Html, HttpError, IntoResponse, Json, Message, Method, Next, Request,
-        Response, SendStatus, ServerConfig, ServerProtocol, StatusCode, WebSocket, Ws, WsConfig,
-        create_server, create_server_with,
+        App, CloseCode, Delivery, Html, HttpError, IntoResponse, Json, Message, Method, Next,
+        Request, Response, Rooms, SendStatus, ServerConfig, ServerProtocol, StatusCode, Topics,
+        WebSocket, Ws, WsConfig, create_server, create_server_with,
     };
 }

@@ -5,6 +5,7 @@ mod lifecycle;
 mod limits;
 mod middleware;
 mod raw;
+mod rooms;
 mod ws;
 mod ws_raw;
 

@@ -462,3 +462,59 @@ async fn close_on_backpressure_limit_closes_with_1008() {
     client.send_text("flood me").await;
     assert_eq!(client.recv_close().await.0, CloseCode::POLICY_VIOLATION);
 }
+
+/// Attachments hear each connection open and close once, before the app's callbacks, and a
+/// panicking attachment hook does not keep the others or the app from running.
+#[tokio::test]
+async fn attachments_run_before_the_callbacks_once_per_connection() {
+    type Log = Arc<Mutex<Vec<String>>>;
+    struct Recorder(Log);
+    impl verb::Attachment for Recorder {
+        fn opened(&self, ws: &WebSocket) {
+            self.0.lock().unwrap().push(format!("opened {}", ws.id()));
+        }
+        fn closed(&self, ws: &WebSocket) {
+            self.0.lock().unwrap().push(format!("closed {}", ws.id()));
+        }
+    }
+    struct Panics;
+    impl verb::Attachment for Panics {
+        fn opened(&self, _ws: &WebSocket) {
+            panic!("attachment bug");
+        }
+    }
+    let log: Log = Arc::default();
+    let (on_open, on_close) = (Arc::clone(&log), Arc::clone(&log));
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .attach(Panics)
+            .attach(Recorder(Arc::clone(&log)))
+            .open(move |ws: &WebSocket, _req: &Request| {
+                on_open.lock().unwrap().push(format!("open {}", ws.id()));
+                assert!(ws.attachment::<Recorder>().is_some());
+                ws.send_text("hi");
+            })
+            .close(move |ws: &WebSocket, _code, _reason: &str| {
+                on_close.lock().unwrap().push(format!("close {}", ws.id()));
+            }),
+    );
+    let server = TestServer::start(app).await;
+    let mut client = server.ws("/ws").await;
+    assert_eq!(client.recv_text().await, "hi");
+    client.close(1000, "").await;
+    client.recv_close().await;
+    server.stop().await;
+    let log = log.lock().unwrap();
+    let id = log[0].trim_start_matches("opened ");
+    assert_eq!(
+        *log,
+        [
+            format!("opened {id}"),
+            format!("open {id}"),
+            format!("closed {id}"),
+            format!("close {id}"),
+        ]
+    );
+}

@@ -1,0 +1,562 @@
+//! The hub: who is connected, who is in which room, and which connections belong to which user.
+//!
+//! Locking: three kinds of locks, always taken in this order and never across an `.await` (there is
+//! none in this crate) nor around an application hook:
+//! 1. a connection shard (`conns[id % SHARDS]`), which serializes membership changes of one connection;
+//! 2. the room table (`rooms`) or the user table (`users`);
+//! 3. one room's member list.
+//!
+//! Sending only queues frames on the connections (`verb-ws` never blocks a sender), so a broadcast
+//! holds one room's read lock while it walks the members, and nothing else.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use indexmap::IndexMap;
+use verb_ws::{Attachment, PreparedMessage, ReadyState, WebSocket};
+
+use crate::backplane::{Backplane, BackplaneError, Node, Scope};
+use crate::delivery::{Delivery, Target};
+
+/// Connection shards: enough that joins from many tasks rarely meet on one lock.
+const SHARDS: usize = 16;
+
+type Hook = dyn Fn(&Rooms, &str, &WebSocket) + Send + Sync;
+
+/// Rooms, topics, direct messages and presence for WebSocket connections: a cheap, cloneable handle
+/// to one shared hub.
+///
+/// - **Rooms** (and Bun-style **topics**, which are the same thing: `ws.subscribe(t)` joins room `t`):
+///   [`join`](Self::join), [`leave`](Self::leave), [`leave_all`](Self::leave_all),
+///   [`members`](Self::members), [`size`](Self::size), [`rooms_of`](Self::rooms_of). A room exists while
+///   it has members.
+/// - **Fan-out**: [`to`](Self::to) a room, [`everyone`](Self::everyone), or a [`user`](Self::user),
+///   optionally [`except`](Target::except) the sender. The message is framed once and the same bytes
+///   are queued on every receiver; the [`Delivery`] says how many got it.
+/// - **Direct messages**: [`set_user`](Self::set_user) gives a connection an application key (a user
+///   id); one user may have many connections (tabs).
+/// - **Presence**: [`presence`](Self::presence) lists the members' per-connection data;
+///   [`on_join`](Self::on_join) / [`on_leave`](Self::on_leave) hear every change.
+///
+/// Mounted through the `verb` facade, every endpoint is attached to the app's hub, so connections
+/// join it when they open and leave every room when they close (before the app's `close` callback
+/// runs). Used alone, attach it yourself with `Ws::attach(rooms.clone())`.
+///
+/// # Example
+///
+/// ```
+/// use verb_rooms::Rooms;
+/// use verb_ws::{Message, WebSocket, Ws};
+///
+/// let rooms = Rooms::new();
+/// let chat = Ws::new()
+///     .attach(rooms.clone())
+///     .open(|ws: &WebSocket, _req| {
+///         if let Some(rooms) = ws.attachment::<Rooms>() {
+///             rooms.join("lobby", ws);
+///             rooms.to("lobby").except(ws).send("someone joined");
+///         }
+///     })
+///     .message(|ws: &WebSocket, msg: Message| {
+///         if let Some(rooms) = ws.attachment::<Rooms>() {
+///             let delivery = rooms.to("lobby").send(msg);
+///             tracing::debug!(receivers = delivery.recipients(), "fanned out");
+///         }
+///     });
+/// # let _ = chat;
+/// ```
+#[derive(Clone)]
+pub struct Rooms {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    conns: [Mutex<HashMap<u64, Conn>>; SHARDS],
+    rooms: RwLock<HashMap<Arc<str>, Arc<Room>>>,
+    users: RwLock<HashMap<Arc<str>, Vec<WebSocket>>>,
+    on_join: RwLock<Option<Arc<Hook>>>,
+    on_leave: RwLock<Option<Arc<Hook>>>,
+    pub(crate) backplane: OnceLock<Arc<dyn Backplane>>,
+}
+
+/// What the hub knows of one connection.
+struct Conn {
+    ws: WebSocket,
+    rooms: Vec<Arc<Room>>,
+    user: Option<Arc<str>>,
+}
+
+struct Room {
+    name: Arc<str>,
+    members: RwLock<Members>,
+}
+
+#[derive(Default)]
+struct Members {
+    list: IndexMap<u64, WebSocket>,
+    /// Emptied and on its way out of the room table: a joiner must make a new room.
+    dead: bool,
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // The hub's tables stay consistent even if a panic interrupted a holder (every update is a
+    // single insert or remove), so a poisoned lock is used as is.
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Default for Rooms {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Rooms {
+    /// An empty hub, delivering within this process only (no backplane).
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                conns: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+                rooms: RwLock::new(HashMap::new()),
+                users: RwLock::new(HashMap::new()),
+                on_join: RwLock::new(None),
+                on_leave: RwLock::new(None),
+                backplane: OnceLock::new(),
+            }),
+        }
+    }
+
+    fn shard(&self, ws: &WebSocket) -> MutexGuard<'_, HashMap<u64, Conn>> {
+        lock(&self.inner.conns[(ws.id() % SHARDS as u64) as usize])
+    }
+
+    /// Registers `ws` (as the attachment does when it opens). A closed connection is refused.
+    fn register<'a>(shard: &'a mut HashMap<u64, Conn>, ws: &WebSocket) -> Option<&'a mut Conn> {
+        if ws.ready_state() == ReadyState::Closed {
+            // Its `closed` hook may already have run: registering now would keep it forever.
+            return None;
+        }
+        Some(shard.entry(ws.id()).or_insert_with(|| Conn {
+            ws: ws.clone(),
+            rooms: Vec::new(),
+            user: None,
+        }))
+    }
+
+    /// Puts `ws` in `room` (creating the room). Returns `false` if it was already a member, or is
+    /// closed.
+    pub fn join(&self, room: &str, ws: &WebSocket) -> bool {
+        {
+            let mut shard = self.shard(ws);
+            let Some(conn) = Self::register(&mut shard, ws) else {
+                return false;
+            };
+            if conn.rooms.iter().any(|r| &*r.name == room) {
+                return false;
+            }
+            let joined = loop {
+                let candidate = self.room_for_join(room);
+                let mut members = write(&candidate.members);
+                if members.dead {
+                    drop(members);
+                    self.forget_room(&candidate);
+                    continue;
+                }
+                members.list.insert(ws.id(), ws.clone());
+                drop(members);
+                break candidate;
+            };
+            conn.rooms.push(joined);
+        }
+        tracing::trace!(room, id = ws.id(), "joined");
+        self.run_hook(&self.inner.on_join, room, ws);
+        true
+    }
+
+    fn room_for_join(&self, name: &str) -> Arc<Room> {
+        if let Some(room) = read(&self.inner.rooms).get(name) {
+            return room.clone();
+        }
+        write(&self.inner.rooms)
+            .entry(Arc::from(name))
+            .or_insert_with_key(|name| {
+                Arc::new(Room {
+                    name: name.clone(),
+                    members: RwLock::new(Members::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// Takes an emptied room out of the table, unless a new room of that name replaced it.
+    fn forget_room(&self, room: &Arc<Room>) {
+        let mut rooms = write(&self.inner.rooms);
+        if rooms
+            .get(&room.name)
+            .is_some_and(|current| Arc::ptr_eq(current, room))
+        {
+            rooms.remove(&room.name);
+        }
+    }
+
+    /// Takes `ws` out of `room`. Returns `false` if it was not a member. The room vanishes when its
+    /// last member leaves.
+    pub fn leave(&self, room: &str, ws: &WebSocket) -> bool {
+        let left = {
+            let mut shard = self.shard(ws);
+            let Some(conn) = shard.get_mut(&ws.id()) else {
+                return false;
+            };
+            let Some(index) = conn.rooms.iter().position(|r| &*r.name == room) else {
+                return false;
+            };
+            conn.rooms.swap_remove(index)
+        };
+        self.remove_member(&left, ws);
+        self.run_hook(&self.inner.on_leave, room, ws);
+        true
+    }
+
+    fn remove_member(&self, room: &Arc<Room>, ws: &WebSocket) {
+        let emptied = {
+            let mut members = write(&room.members);
+            members.list.swap_remove(&ws.id());
+            members.dead = members.list.is_empty();
+            members.dead
+        };
+        if emptied {
+            self.forget_room(room);
+        }
+        tracing::trace!(room = %room.name, id = ws.id(), "left");
+    }
+
+    /// Takes `ws` out of every room; returns the rooms it left. Runs by itself when a connection
+    /// attached to this hub closes.
+    pub fn leave_all(&self, ws: &WebSocket) -> Vec<String> {
+        let left = {
+            let mut shard = self.shard(ws);
+            match shard.get_mut(&ws.id()) {
+                Some(conn) => std::mem::take(&mut conn.rooms),
+                None => return Vec::new(),
+            }
+        };
+        self.left_rooms(left, ws)
+    }
+
+    fn left_rooms(&self, left: Vec<Arc<Room>>, ws: &WebSocket) -> Vec<String> {
+        let mut names = Vec::with_capacity(left.len());
+        for room in &left {
+            self.remove_member(room, ws);
+        }
+        for room in &left {
+            self.run_hook(&self.inner.on_leave, &room.name, ws);
+            names.push(room.name.to_string());
+        }
+        names
+    }
+
+    /// Forgets `ws` entirely: its rooms, its user key, and its place among [`everyone`](Self::everyone).
+    fn forget(&self, ws: &WebSocket) {
+        let Some(conn) = self.shard(ws).remove(&ws.id()) else {
+            return;
+        };
+        if let Some(user) = &conn.user {
+            self.unlink_user(user, ws);
+        }
+        self.left_rooms(conn.rooms, ws);
+    }
+
+    /// Whether `ws` is in `room`.
+    pub fn contains(&self, room: &str, ws: &WebSocket) -> bool {
+        self.shard(ws)
+            .get(&ws.id())
+            .is_some_and(|conn| conn.rooms.iter().any(|r| &*r.name == room))
+    }
+
+    /// The rooms `ws` is in, in the order it joined them (until it leaves one).
+    pub fn rooms_of(&self, ws: &WebSocket) -> Vec<String> {
+        self.shard(ws).get(&ws.id()).map_or_else(Vec::new, |conn| {
+            conn.rooms.iter().map(|r| r.name.to_string()).collect()
+        })
+    }
+
+    /// The members of `room` (empty if there is no such room).
+    pub fn members(&self, room: &str) -> Vec<WebSocket> {
+        self.with_room(room, |members| members.list.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many connections are in `room`.
+    pub fn size(&self, room: &str) -> usize {
+        self.with_room(room, |members| members.list.len())
+            .unwrap_or(0)
+    }
+
+    /// The names of the rooms that have members.
+    pub fn rooms(&self) -> Vec<String> {
+        read(&self.inner.rooms)
+            .keys()
+            .map(|name| name.to_string())
+            .collect()
+    }
+
+    /// How many rooms have members.
+    pub fn room_count(&self) -> usize {
+        read(&self.inner.rooms).len()
+    }
+
+    /// How many open connections the hub knows (those of attached endpoints, and any that joined a
+    /// room).
+    pub fn connections(&self) -> usize {
+        self.inner.conns.iter().map(|shard| lock(shard).len()).sum()
+    }
+
+    /// Who is in `room`: each member's per-connection value of type `T` (set with
+    /// `ws.set_data(..)`), in join order. Members without one are skipped.
+    ///
+    /// ```
+    /// # use verb_rooms::Rooms;
+    /// #[derive(Clone)]
+    /// struct Username(String);
+    ///
+    /// let rooms = Rooms::new();
+    /// let names: Vec<String> = rooms.presence::<Username>("lobby").into_iter().map(|u| u.0).collect();
+    /// assert!(names.is_empty());
+    /// ```
+    pub fn presence<T: Clone + Send + Sync + 'static>(&self, room: &str) -> Vec<T> {
+        self.with_room(room, |members| {
+            members
+                .list
+                .values()
+                .filter_map(|ws| ws.data::<T>())
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
+    fn with_room<R>(&self, room: &str, f: impl FnOnce(&Members) -> R) -> Option<R> {
+        let room = read(&self.inner.rooms).get(room)?.clone();
+        let members = read(&room.members);
+        Some(f(&members))
+    }
+
+    /// Runs `hook` after every join: `(rooms, room, ws)`. It runs on the task that joined (for
+    /// `ws.subscribe`, the connection's own), after the hub's locks are released, so it may send and
+    /// join freely. Replaces an earlier hook.
+    pub fn on_join(&self, hook: impl Fn(&Rooms, &str, &WebSocket) + Send + Sync + 'static) {
+        *write(&self.inner.on_join) = Some(Arc::new(hook));
+    }
+
+    /// Runs `hook` after every leave, including the automatic ones when a connection closes (then
+    /// `ws.ready_state()` is `Closed`, and the hook runs before the app's `close` callback).
+    /// Replaces an earlier hook.
+    pub fn on_leave(&self, hook: impl Fn(&Rooms, &str, &WebSocket) + Send + Sync + 'static) {
+        *write(&self.inner.on_leave) = Some(Arc::new(hook));
+    }
+
+    fn run_hook(&self, hook: &RwLock<Option<Arc<Hook>>>, room: &str, ws: &WebSocket) {
+        let hook = read(hook).clone();
+        if let Some(hook) = hook {
+            hook(self, room, ws);
+        }
+    }
+
+    /// Gives `ws` the application key `user` (e.g. the user id from a JWT), replacing an earlier key,
+    /// so [`user`](Self::user) reaches it. A user may have many connections. Returns `false` if `ws`
+    /// is closed.
+    pub fn set_user(&self, ws: &WebSocket, user: impl Into<String>) -> bool {
+        let user: Arc<str> = Arc::from(user.into());
+        let previous = {
+            let mut shard = self.shard(ws);
+            let Some(conn) = Self::register(&mut shard, ws) else {
+                return false;
+            };
+            if conn.user.as_deref() == Some(&*user) {
+                return true;
+            }
+            let mut users = write(&self.inner.users);
+            users.entry(user.clone()).or_default().push(ws.clone());
+            drop(users);
+            conn.user.replace(user)
+        };
+        if let Some(previous) = previous {
+            self.unlink_user(&previous, ws);
+        }
+        true
+    }
+
+    /// Removes the application key of `ws`, if it has one.
+    pub fn clear_user(&self, ws: &WebSocket) {
+        let previous = self
+            .shard(ws)
+            .get_mut(&ws.id())
+            .and_then(|conn| conn.user.take());
+        if let Some(previous) = previous {
+            self.unlink_user(&previous, ws);
+        }
+    }
+
+    fn unlink_user(&self, user: &str, ws: &WebSocket) {
+        let mut users = write(&self.inner.users);
+        if let Some(connections) = users.get_mut(user) {
+            connections.retain(|c| c != ws);
+            if connections.is_empty() {
+                users.remove(user);
+            }
+        }
+    }
+
+    /// The application key of `ws`, if it has one.
+    pub fn user_of(&self, ws: &WebSocket) -> Option<String> {
+        self.shard(ws)
+            .get(&ws.id())
+            .and_then(|conn| conn.user.as_deref().map(str::to_owned))
+    }
+
+    /// The open connections of `user` on this node.
+    pub fn user_connections(&self, user: &str) -> Vec<WebSocket> {
+        read(&self.inner.users)
+            .get(user)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Whether `user` has a connection on this node.
+    pub fn is_connected(&self, user: &str) -> bool {
+        read(&self.inner.users).contains_key(user)
+    }
+
+    /// Addresses the members of `room` (or subscribers of topic `room`).
+    ///
+    /// ```
+    /// # use verb_rooms::Rooms;
+    /// let rooms = Rooms::new();
+    /// let delivery = rooms.to("news").json(&serde_json::json!({ "headline": "Rust 2027" }));
+    /// assert_eq!(delivery.recipients(), 0); // nobody subscribed yet
+    /// ```
+    pub fn to<'a>(&'a self, room: &'a str) -> Target<'a> {
+        Target::new(self, Scope::Room(room))
+    }
+
+    /// Addresses every connection the hub knows.
+    pub fn everyone(&self) -> Target<'_> {
+        Target::new(self, Scope::Everyone)
+    }
+
+    /// Addresses every connection of `user` (see [`set_user`](Self::set_user)).
+    /// `delivery.reached_nobody()` tells that the user is not connected here.
+    pub fn user<'a>(&'a self, user: &'a str) -> Target<'a> {
+        Target::new(self, Scope::User(user))
+    }
+
+    /// Bun's `server.publish(topic, message)`: sends to every subscriber of `topic`.
+    pub fn publish(&self, topic: &str, message: impl Into<verb_ws::Message>) -> Delivery {
+        self.to(topic).send(message)
+    }
+
+    /// Connects this hub to other nodes through `backplane`: publishes made here are forwarded, and
+    /// remote publishes are delivered to local members. Set once, before traffic starts.
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError::AlreadySet`] if the hub already has a backplane.
+    pub fn set_backplane(&self, backplane: impl Backplane) -> Result<(), BackplaneError> {
+        let backplane: Arc<dyn Backplane> = Arc::new(backplane);
+        self.inner
+            .backplane
+            .set(backplane.clone())
+            .map_err(|_| BackplaneError::AlreadySet)?;
+        backplane.start(Node::new(self));
+        Ok(())
+    }
+
+    /// Queues `frame` on every connection in `scope` but `except`; this node only.
+    pub(crate) fn fan_out(
+        &self,
+        scope: Scope<'_>,
+        frame: &PreparedMessage,
+        except: Option<u64>,
+    ) -> Delivery {
+        let mut delivery = Delivery::default();
+        let mut dead = Vec::new();
+        let mut send = |id: u64, ws: &WebSocket| {
+            if Some(id) == except {
+                return;
+            }
+            let status = ws.send_prepared(frame);
+            delivery.count(status);
+            if !status.is_queued() && ws.ready_state() == ReadyState::Closed {
+                dead.push(ws.clone());
+            }
+        };
+        match scope {
+            Scope::Room(room) => {
+                let Some(room) = read(&self.inner.rooms).get(room).cloned() else {
+                    return delivery;
+                };
+                let members = read(&room.members);
+                for (id, ws) in &members.list {
+                    send(*id, ws);
+                }
+            }
+            Scope::Everyone => {
+                for shard in &self.inner.conns {
+                    for (id, conn) in lock(shard).iter() {
+                        send(*id, &conn.ws);
+                    }
+                }
+            }
+            Scope::User(user) => {
+                let users = read(&self.inner.users);
+                for ws in users.get(user).into_iter().flatten() {
+                    send(ws.id(), ws);
+                }
+            }
+        }
+        if delivery.dropped > 0 {
+            tracing::debug!(
+                scope = ?scope,
+                dropped = delivery.dropped,
+                "fan-out: some receivers dropped the message (closing, or at their backpressure limit)"
+            );
+        }
+        // Connections that closed without this hub hearing of it (not attached to it): forget them
+        // now rather than keep dead sockets in rooms.
+        for ws in dead {
+            self.forget(&ws);
+        }
+        delivery
+    }
+}
+
+impl Attachment for Rooms {
+    fn opened(&self, ws: &WebSocket) {
+        let mut shard = self.shard(ws);
+        Self::register(&mut shard, ws);
+    }
+
+    fn closed(&self, ws: &WebSocket) {
+        self.forget(ws);
+    }
+}
+
+impl fmt::Debug for Rooms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rooms")
+            .field("connections", &self.connections())
+            .field("rooms", &self.room_count())
+            .field("backplane", &self.inner.backplane.get().is_some())
+            .finish()
+    }
+}
