@@ -5,14 +5,11 @@
 //! cargo run --release -p examples --example config
 //! ```
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use examples::Common;
+use examples::{Common, send_error};
 use serde_json::{Value, json};
-use verb::PreparedMessage;
 use verb::prelude::*;
 
 #[derive(Debug, Parser)]
@@ -25,15 +22,9 @@ struct Cli {
     idle_timeout_s: u64,
 }
 
-type Clients = Arc<Mutex<HashSet<WebSocket>>>;
-
-fn error(ws: &WebSocket, message: &str) {
-    ws.send_json(&json!({ "type": "error", "message": message }));
-}
-
-fn on_message(clients: &Clients, ws: &WebSocket, msg: &Message) {
+fn on_message(rooms: &Rooms, ws: &WebSocket, msg: &Message) {
     let Ok(value) = msg.json::<Value>() else {
-        return error(ws, "Invalid JSON");
+        return send_error(ws, "Invalid JSON");
     };
     match value.get("type").and_then(Value::as_str) {
         Some("ping") => {
@@ -41,23 +32,14 @@ fn on_message(clients: &Clients, ws: &WebSocket, msg: &Message) {
         }
         Some("chat") => {
             let Some(message) = value.get("message").and_then(Value::as_str) else {
-                return error(ws, "Invalid or missing field: message (string expected)");
+                return send_error(ws, "Invalid or missing field: message (string expected)");
             };
-            let frame = PreparedMessage::new(&Message::text(
-                json!({ "type": "chat", "message": message }).to_string(),
-            ));
-            // Send outside the lock: clone the set's handles (cheap) first.
-            let everyone: Vec<WebSocket> = clients
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned()
-                .collect();
-            for client in everyone {
-                client.send_prepared(&frame);
-            }
+            // To every client, sender included: framed once, queued on each connection.
+            rooms
+                .everyone()
+                .json(&json!({ "type": "chat", "message": message }));
         }
-        _ => error(ws, "Unknown message type"),
+        _ => send_error(ws, "Unknown message type"),
     }
 }
 
@@ -65,8 +47,6 @@ fn on_message(clients: &Clients, ws: &WebSocket, msg: &Message) {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     examples::init_tracing();
-    let clients: Clients = Arc::default();
-    let (joined, left, talk) = (clients.clone(), clients.clone(), clients);
 
     let config = WsConfig::new()
         .max_payload_length(16 * 1024 * 1024)
@@ -77,23 +57,17 @@ async fn main() -> anyhow::Result<()> {
         .header("X-WebSocket-Server", "Verb");
 
     let mut app = verb::create_server_with(ServerProtocol::WebSocket);
+    let rooms = app.rooms().clone();
     app.websocket(
         Ws::new()
             .config(config)
-            .open(move |ws: &WebSocket, _req: &Request| {
-                joined
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(ws.clone());
+            .open(|ws: &WebSocket, _req: &Request| {
                 ws.send_json(&json!({
                     "type": "welcome",
                     "message": "Connected to WebSocket server",
                 }));
             })
-            .message(move |ws: &WebSocket, msg: Message| on_message(&talk, ws, &msg))
-            .close(move |ws: &WebSocket, _code: CloseCode, _reason: &str| {
-                left.lock().unwrap_or_else(|p| p.into_inner()).remove(ws);
-            }),
+            .message(move |ws: &WebSocket, msg: Message| on_message(&rooms, ws, &msg)),
     );
     app.listen(cli.common.addr()).await?;
     Ok(())

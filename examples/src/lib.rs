@@ -31,3 +31,35 @@ pub fn init_tracing() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
+
+/// The current time as JavaScript's `new Date().toISOString()` writes it:
+/// `2026-11-23T12:00:00.000Z` (RFC 3339, UTC, milliseconds).
+pub fn timestamp() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Sends the catalogue's error shape: `{"type":"error","message":message}`.
+pub fn send_error(ws: &verb::WebSocket, message: &str) {
+    ws.send_json(&serde_json::json!({ "type": "error", "message": message }));
+}
+
+/// The string field `name` of a client's JSON message, or the error text naming it.
+///
+/// # Errors
+///
+/// A message for the client when the field is missing or not a string.
+pub fn str_field<'a>(value: &'a serde_json::Value, name: &str) -> Result<&'a str, String> {
+    value
+        .get(name)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| format!("Invalid or missing field: {name} (string expected)"))
+}
+
+/// The optional `username` of a client's message: absent or not a string counts as `Anonymous`.
+pub fn username(value: &serde_json::Value, field: &str) -> String {
+    value
+        .get(field)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("Anonymous")
+        .to_owned()
+}

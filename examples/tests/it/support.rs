@@ -7,6 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
 /// A running example process, killed when dropped.
 pub(crate) struct Example {
     child: Child,
@@ -111,4 +116,80 @@ pub(crate) async fn request(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+pub(crate) type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub(crate) type Headers = tokio_tungstenite::tungstenite::http::HeaderMap;
+
+pub(crate) async fn connect(
+    example: &Example,
+    path: &str,
+    protocols: Option<&str>,
+) -> (Client, Headers) {
+    let mut req = format!("ws://{}{path}", example.addr)
+        .into_client_request()
+        .unwrap();
+    if let Some(protocols) = protocols {
+        req.headers_mut()
+            .insert("sec-websocket-protocol", protocols.parse().unwrap());
+    }
+    let (client, response) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade");
+    (client, response.headers().clone())
+}
+
+pub(crate) async fn next_text(client: &mut Client) -> String {
+    loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), client.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("connection open")
+            .expect("no error");
+        match next {
+            Message::Text(text) => return text.to_string(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+pub(crate) async fn next_json(client: &mut Client) -> Value {
+    serde_json::from_str(&next_text(client).await).expect("JSON")
+}
+
+/// Sends `value` as a JSON text message.
+pub(crate) async fn send_json(client: &mut Client, value: &Value) {
+    client
+        .send(Message::text(value.to_string()))
+        .await
+        .expect("send");
+}
+
+/// The next JSON message whose `type` is not in `skip`.
+pub(crate) async fn next_json_skipping(client: &mut Client, skip: &[&str]) -> Value {
+    loop {
+        let value = next_json(client).await;
+        if !skip.contains(&value["type"].as_str().unwrap_or_default()) {
+            return value;
+        }
+    }
+}
+
+/// Whether `text` is what JavaScript's `toISOString()` writes: `2026-11-23T12:00:00.000Z`.
+pub(crate) fn is_iso_timestamp(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 24
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[23] == b'Z'
+        && text
+            .bytes()
+            .enumerate()
+            .all(|(i, c)| [4, 7, 10, 13, 16, 19, 23].contains(&i) || c.is_ascii_digit())
 }

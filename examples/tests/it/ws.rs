@@ -1,49 +1,10 @@
 //! The WebSocket examples, run as processes, against the catalogue's message shapes.
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::support::{Example, request};
-
-type Client =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-type Headers = tokio_tungstenite::tungstenite::http::HeaderMap;
-
-async fn connect(example: &Example, path: &str, protocols: Option<&str>) -> (Client, Headers) {
-    let mut req = format!("ws://{}{path}", example.addr)
-        .into_client_request()
-        .unwrap();
-    if let Some(protocols) = protocols {
-        req.headers_mut()
-            .insert("sec-websocket-protocol", protocols.parse().unwrap());
-    }
-    let (client, response) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("upgrade");
-    (client, response.headers().clone())
-}
-
-async fn next_text(client: &mut Client) -> String {
-    loop {
-        let next = tokio::time::timeout(std::time::Duration::from_secs(10), client.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("connection open")
-            .expect("no error");
-        match next {
-            Message::Text(text) => return text.to_string(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
-
-async fn next_json(client: &mut Client) -> Value {
-    serde_json::from_str(&next_text(client).await).expect("JSON")
-}
+use crate::support::{Example, connect, next_json, next_text, request};
 
 /// `basic`: welcome text, `Echo: m`, and the demo page on `GET /`, on any path.
 #[tokio::test]

@@ -1,0 +1,78 @@
+//! The WebSockets guide's broadcasting example on `/ws`: everyone else hears what one client says, and
+//! hears people come and go.
+//!
+//! ```text
+//! cargo run --release -p examples --example broadcast
+//! ```
+//!
+//! open → `{"type":"welcome","message":"Welcome to the chat!","userCount":n}` and ⇒ others
+//! `{"type":"system","message":"A user has joined the chat","userCount":n}`;
+//! `{"username":u,"text":x}` ⇒ others `{"type":"message","sender":u,"text":x,"timestamp":t}`;
+//! not JSON → `{"type":"error","message":"Invalid JSON format"}`; close ⇒ others
+//! `{"type":"system","message":"A user has left the chat","userCount":n}`.
+
+use clap::Parser;
+use examples::{Common, send_error, str_field, timestamp};
+use serde_json::{Value, json};
+use verb::prelude::*;
+
+#[derive(Debug, Parser)]
+#[command(about = "Verb's broadcast example")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    examples::init_tracing();
+    let mut app = verb::create_server();
+    let (opened, talked, closed) = (
+        app.rooms().clone(),
+        app.rooms().clone(),
+        app.rooms().clone(),
+    );
+    app.ws(
+        "/ws",
+        Ws::new()
+            .open(move |ws: &WebSocket, _req: &Request| {
+                let count = opened.connections();
+                ws.send_json(&json!({
+                    "type": "welcome",
+                    "message": "Welcome to the chat!",
+                    "userCount": count,
+                }));
+                opened.everyone().except(ws).json(&json!({
+                    "type": "system",
+                    "message": "A user has joined the chat",
+                    "userCount": count,
+                }));
+            })
+            .message(move |ws: &WebSocket, msg: Message| {
+                let Ok(value) = msg.json::<Value>() else {
+                    return send_error(ws, "Invalid JSON format");
+                };
+                let text = match str_field(&value, "text") {
+                    Ok(text) => text,
+                    Err(problem) => return send_error(ws, &problem),
+                };
+                talked.everyone().except(ws).json(&json!({
+                    "type": "message",
+                    "sender": examples::username(&value, "username"),
+                    "text": text,
+                    "timestamp": timestamp(),
+                }));
+            })
+            .close(move |_ws: &WebSocket, _code: CloseCode, _reason: &str| {
+                // The closed connection has already left the hub: everyone() is the others.
+                closed.everyone().json(&json!({
+                    "type": "system",
+                    "message": "A user has left the chat",
+                    "userCount": closed.connections(),
+                }));
+            }),
+    );
+    app.listen(cli.common.addr()).await?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! The guide's real-time chat: every client sees every message and the number of people online.
+//! `GET /` serves the chat page; WebSockets are served on every path.
+//!
+//! ```text
+//! cargo run --release -p examples --example chat
+//! ```
+//!
+//! Messages: open and close ⇒ all `{"type":"userCount","count":n}`;
+//! `{"type":"message","username":u,"message":m}` ⇒ all `{"type":"message","username":u,"message":m,
+//! "timestamp":t}`; anything else → `{"type":"error","message":"Invalid message format"}`.
+
+use clap::Parser;
+use examples::{Common, send_error, timestamp};
+use serde_json::{Value, json};
+use verb::prelude::*;
+
+#[derive(Debug, Parser)]
+#[command(about = "Verb's real-time chat example")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+}
+
+const PAGE: &str = include_str!("../pages/chat.html");
+
+/// Tells everyone how many are online (the hub counts open connections).
+fn announce_count(rooms: &Rooms) {
+    rooms
+        .everyone()
+        .json(&json!({ "type": "userCount", "count": rooms.connections() }));
+}
+
+fn on_message(rooms: &Rooms, ws: &WebSocket, msg: &Message) {
+    let parsed = msg.json::<Value>().ok().and_then(|value| {
+        if value.get("type").and_then(Value::as_str) != Some("message") {
+            return None;
+        }
+        let message = value.get("message").and_then(Value::as_str)?.to_owned();
+        Some((examples::username(&value, "username"), message))
+    });
+    let Some((username, message)) = parsed else {
+        tracing::debug!(id = ws.id(), "chat: invalid message");
+        return send_error(ws, "Invalid message format");
+    };
+    rooms.everyone().json(&json!({
+        "type": "message",
+        "username": username,
+        "message": message,
+        "timestamp": timestamp(),
+    }));
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    examples::init_tracing();
+    let mut app = verb::create_server_with(ServerProtocol::WebSocket);
+    let (opened, talked, closed) = (
+        app.rooms().clone(),
+        app.rooms().clone(),
+        app.rooms().clone(),
+    );
+    app.get("/", |_req| async { Response::html(PAGE) });
+    app.websocket(
+        Ws::new()
+            .open(move |ws: &WebSocket, _req: &Request| {
+                tracing::info!(id = ws.id(), peer = %ws.remote_addr(), "chat: joined");
+                announce_count(&opened);
+            })
+            .message(move |ws: &WebSocket, msg: Message| on_message(&talked, ws, &msg))
+            .close(move |ws: &WebSocket, code: CloseCode, _reason: &str| {
+                tracing::info!(id = ws.id(), %code, "chat: left");
+                // The hub has already let this connection go: the count is of those still here.
+                announce_count(&closed);
+            }),
+    );
+    app.listen(cli.common.addr()).await?;
+    Ok(())
+}

@@ -1,0 +1,465 @@
+//! The fan-out examples (chat, broadcast, rooms, room-chat, live-feed, plain-broadcast), run as
+//! processes, against the catalogue's message shapes.
+
+use futures_util::SinkExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{
+    Example, connect, is_iso_timestamp, next_json, next_json_skipping, next_text, request,
+    send_json,
+};
+
+/// `chat`: the page, user counts on open and close, messages to all (sender included) with a
+/// timestamp, `Anonymous` for a missing or non-string username, and the error for bad input.
+#[tokio::test]
+async fn chat_example() {
+    let example = Example::start("chat", &[]);
+    let (status, page) = request(example.addr, "GET", "/", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("location.host"),
+        "the page connects to its own host"
+    );
+    assert!(
+        !page.contains("innerHTML"),
+        "user text is never parsed as HTML"
+    );
+
+    let (mut ada, _) = connect(&example, "/", None).await;
+    assert_eq!(
+        next_json(&mut ada).await,
+        json!({ "type": "userCount", "count": 1 })
+    );
+    let (mut bob, _) = connect(&example, "/chat", None).await;
+    assert_eq!(
+        next_json(&mut bob).await,
+        json!({ "type": "userCount", "count": 2 })
+    );
+    assert_eq!(
+        next_json(&mut ada).await,
+        json!({ "type": "userCount", "count": 2 })
+    );
+
+    send_json(
+        &mut ada,
+        &json!({ "type": "message", "username": "ada", "message": "<b>hi</b>" }),
+    )
+    .await;
+    for client in [&mut ada, &mut bob] {
+        let got = next_json(client).await;
+        assert_eq!(got["type"], "message");
+        assert_eq!(got["username"], "ada");
+        assert_eq!(got["message"], "<b>hi</b>");
+        assert!(
+            is_iso_timestamp(got["timestamp"].as_str().unwrap()),
+            "{got}"
+        );
+    }
+    send_json(
+        &mut bob,
+        &json!({ "type": "message", "username": 42, "message": "who am I" }),
+    )
+    .await;
+    assert_eq!(next_json(&mut ada).await["username"], "Anonymous");
+    assert_eq!(next_json(&mut bob).await["username"], "Anonymous");
+
+    for bad in [
+        "not json",
+        r#"{"type":"message"}"#,
+        r#"{"type":"message","message":7}"#,
+        r#"{"type":"other","message":"x"}"#,
+        "[]",
+    ] {
+        bob.send(Message::text(bad)).await.unwrap();
+        assert_eq!(
+            next_json(&mut bob).await,
+            json!({ "type": "error", "message": "Invalid message format" }),
+            "for {bad}"
+        );
+    }
+
+    bob.close(None).await.unwrap();
+    assert_eq!(
+        next_json(&mut ada).await,
+        json!({ "type": "userCount", "count": 1 })
+    );
+    // Clients that go away let the graceful stop finish at once (no close handshake to wait for).
+    drop((ada, bob));
+    assert!(example.terminate().success());
+}
+
+/// `broadcast`: welcome with the count, join/leave notices and messages to the others only.
+#[tokio::test]
+async fn broadcast_example() {
+    let example = Example::start("broadcast", &[]);
+    let (mut ada, _) = connect(&example, "/ws", None).await;
+    assert_eq!(
+        next_json(&mut ada).await,
+        json!({ "type": "welcome", "message": "Welcome to the chat!", "userCount": 1 })
+    );
+    let (mut bob, _) = connect(&example, "/ws", None).await;
+    assert_eq!(
+        next_json(&mut bob).await,
+        json!({ "type": "welcome", "message": "Welcome to the chat!", "userCount": 2 })
+    );
+    assert_eq!(
+        next_json(&mut ada).await,
+        json!({ "type": "system", "message": "A user has joined the chat", "userCount": 2 })
+    );
+
+    send_json(&mut ada, &json!({ "username": "ada", "text": "hello" })).await;
+    let got = next_json(&mut bob).await;
+    assert_eq!(
+        (&got["type"], &got["sender"], &got["text"]),
+        (&json!("message"), &json!("ada"), &json!("hello"))
+    );
+    assert!(is_iso_timestamp(got["timestamp"].as_str().unwrap()));
+    send_json(&mut bob, &json!({ "text": "anon" })).await;
+    assert_eq!(next_json(&mut ada).await["sender"], "Anonymous");
+
+    // Bad input goes back to the sender only: ada's next message proves bob got nothing from it.
+    ada.send(Message::text("{oops")).await.unwrap();
+    assert_eq!(
+        next_json(&mut ada).await,
+        json!({ "type": "error", "message": "Invalid JSON format" })
+    );
+    send_json(&mut ada, &json!({ "username": "ada" })).await;
+    let error = next_json(&mut ada).await;
+    assert_eq!(error["type"], "error");
+    assert!(
+        error["message"].as_str().unwrap().contains("text"),
+        "{error}"
+    );
+    send_json(&mut ada, &json!({ "username": "ada", "text": "again" })).await;
+    assert_eq!(next_json(&mut bob).await["text"], "again");
+
+    ada.close(None).await.unwrap();
+    assert_eq!(
+        next_json(&mut bob).await,
+        json!({ "type": "system", "message": "A user has left the chat", "userCount": 1 })
+    );
+    // Clients that go away let the graceful stop finish at once (no close handshake to wait for).
+    drop((ada, bob));
+    assert!(example.terminate().success());
+}
+
+/// `rooms`: `/ws/:room` keeps each room's traffic inside it and counts per room.
+#[tokio::test]
+async fn rooms_example() {
+    let example = Example::start("rooms", &[]);
+    let (mut ada, _) = connect(&example, "/ws/red", None).await;
+    assert_eq!(
+        next_json(&mut ada).await,
+        json!({ "type": "welcome", "room": "red", "userCount": 1 })
+    );
+    let (mut bob, _) = connect(&example, "/ws/red", None).await;
+    assert_eq!(
+        next_json(&mut bob).await,
+        json!({ "type": "welcome", "room": "red", "userCount": 2 })
+    );
+    assert_eq!(
+        next_json(&mut ada).await,
+        json!({ "type": "system", "message": "A user has joined the room", "userCount": 2 })
+    );
+    let (mut cyd, _) = connect(&example, "/ws/blue", None).await;
+    assert_eq!(
+        next_json(&mut cyd).await,
+        json!({ "type": "welcome", "room": "blue", "userCount": 1 })
+    );
+
+    send_json(&mut ada, &json!({ "username": "ada", "text": "red only" })).await;
+    let got = next_json(&mut bob).await;
+    assert_eq!(
+        (&got["sender"], &got["text"]),
+        (&json!("ada"), &json!("red only"))
+    );
+    assert!(is_iso_timestamp(got["timestamp"].as_str().unwrap()));
+    // cyd's next message is from its own room: the red message never reached it.
+    let (mut dan, _) = connect(&example, "/ws/blue", None).await;
+    next_json(&mut dan).await;
+    assert_eq!(
+        next_json(&mut cyd).await,
+        json!({ "type": "system", "message": "A user has joined the room", "userCount": 2 })
+    );
+
+    cyd.send(Message::text("nope")).await.unwrap();
+    assert_eq!(
+        next_json(&mut cyd).await,
+        json!({ "type": "error", "message": "Invalid JSON format" })
+    );
+
+    bob.close(None).await.unwrap();
+    assert_eq!(
+        next_json(&mut ada).await,
+        json!({ "type": "system", "message": "A user has left the room", "userCount": 1 })
+    );
+    // The room empties and vanishes: once the server has processed the closes, a newcomer is alone.
+    ada.close(None).await.unwrap();
+    drop(ada);
+    let mut alone = false;
+    for _ in 0..200 {
+        let (mut eve, _) = connect(&example, "/ws/red", None).await;
+        let welcome = next_json(&mut eve).await;
+        assert_eq!(welcome["room"], "red");
+        if welcome["userCount"] == 1 {
+            alone = true;
+            break;
+        }
+        eve.close(None).await.unwrap();
+    }
+    assert!(alone, "the red room never emptied");
+    // Clients that go away let the graceful stop finish at once (no close handshake to wait for).
+    drop((bob, cyd, dan));
+    assert!(example.terminate().success());
+}
+
+/// `room-chat`: join by message (leaving the previous room), talk within the room, leave, ping.
+#[tokio::test]
+async fn room_chat_example() {
+    let example = Example::start("room-chat", &[]);
+    let (mut ada, _) = connect(&example, "/", None).await;
+    let (mut bob, _) = connect(&example, "/", None).await;
+
+    send_json(&mut ada, &json!({ "type": "message", "message": "hi?" })).await;
+    assert_eq!(
+        next_json(&mut ada).await,
+        json!({ "type": "error", "message": "Not in a room" })
+    );
+    send_json(&mut ada, &json!({ "type": "ping" })).await;
+    assert_eq!(next_json(&mut ada).await, json!({ "type": "pong" }));
+
+    send_json(
+        &mut ada,
+        &json!({ "type": "join", "username": "ada", "room": "rust" }),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut ada).await,
+        json!({ "type": "joined", "room": "rust", "userCount": 1 })
+    );
+    send_json(
+        &mut bob,
+        &json!({ "type": "join", "username": "bob", "room": "rust" }),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut bob).await,
+        json!({ "type": "joined", "room": "rust", "userCount": 2 })
+    );
+    assert_eq!(
+        next_json(&mut ada).await,
+        json!({ "type": "userJoined", "username": "bob", "message": "bob joined the room" })
+    );
+
+    send_json(&mut bob, &json!({ "type": "message", "message": "hello" })).await;
+    for client in [&mut ada, &mut bob] {
+        let got = next_json(client).await;
+        assert_eq!(
+            (&got["type"], &got["username"], &got["message"]),
+            (&json!("message"), &json!("bob"), &json!("hello"))
+        );
+        assert!(is_iso_timestamp(got["timestamp"].as_str().unwrap()));
+    }
+
+    // Joining another room leaves the first: ada hears bob leave; bob is alone in "go".
+    send_json(
+        &mut bob,
+        &json!({ "type": "join", "username": "bob", "room": "go" }),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut ada).await,
+        json!({ "type": "userLeft", "username": "bob", "message": "bob left the room" })
+    );
+    assert_eq!(
+        next_json(&mut bob).await,
+        json!({ "type": "joined", "room": "go", "userCount": 1 })
+    );
+    send_json(
+        &mut ada,
+        &json!({ "type": "message", "message": "rust only" }),
+    )
+    .await;
+    assert_eq!(next_json(&mut ada).await["message"], "rust only");
+
+    // Explicit leave, then close: both tell the others.
+    let (mut cyd, _) = connect(&example, "/", None).await;
+    send_json(
+        &mut cyd,
+        &json!({ "type": "join", "username": "cyd", "room": "go" }),
+    )
+    .await;
+    assert_eq!(next_json(&mut cyd).await["userCount"], 2);
+    assert_eq!(next_json(&mut bob).await["type"], "userJoined");
+    send_json(&mut cyd, &json!({ "type": "leave", "room": "go" })).await;
+    assert_eq!(
+        next_json(&mut bob).await,
+        json!({ "type": "userLeft", "username": "cyd", "message": "cyd left the room" })
+    );
+    send_json(&mut cyd, &json!({ "type": "leave", "room": "go" })).await;
+    assert_eq!(
+        next_json(&mut cyd).await,
+        json!({ "type": "error", "message": "Not in a room" })
+    );
+    send_json(&mut cyd, &json!({ "type": "join", "room": 5 })).await;
+    let error = next_json(&mut cyd).await;
+    assert!(
+        error["message"].as_str().unwrap().contains("room"),
+        "{error}"
+    );
+    send_json(&mut cyd, &json!({ "type": "join", "room": "go" })).await;
+    assert_eq!(next_json(&mut cyd).await["type"], "joined");
+    assert_eq!(
+        next_json(&mut bob).await,
+        json!({ "type": "userJoined", "username": "Anonymous", "message": "Anonymous joined the room" })
+    );
+    cyd.close(None).await.unwrap();
+    assert_eq!(
+        next_json(&mut bob).await,
+        json!({ "type": "userLeft", "username": "Anonymous", "message": "Anonymous left the room" })
+    );
+    // Clients that go away let the graceful stop finish at once (no close handshake to wait for).
+    drop((ada, bob, cyd));
+    assert!(example.terminate().success());
+}
+
+/// `live-feed`: topics, subscribe/unsubscribe replies, unknown topics, and data for subscribers
+/// only, at the `--tick-ms` pace.
+#[tokio::test]
+async fn live_feed_example() {
+    let example = Example::start("live-feed", &["--tick-ms", "20"]);
+    let (mut client, _) = connect(&example, "/", None).await;
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({ "type": "connected", "message": "Ready to receive data feeds" })
+    );
+    send_json(&mut client, &json!({ "type": "getTopics" })).await;
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({ "type": "topics", "topics": ["stocks", "crypto", "news", "weather"] })
+    );
+    send_json(
+        &mut client,
+        &json!({ "type": "subscribe", "topic": "gossip" }),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({ "type": "error", "message": "Unknown topic" })
+    );
+
+    send_json(
+        &mut client,
+        &json!({ "type": "subscribe", "topic": "stocks" }),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut client).await,
+        json!({ "type": "subscribed", "topic": "stocks", "message": "Subscribed to stocks" })
+    );
+    for _ in 0..3 {
+        let data = next_json(&mut client).await;
+        assert_eq!(data["type"], "data");
+        assert_eq!(data["topic"], "stocks", "{data}");
+        assert!(data["data"]["symbol"].is_string(), "{data}");
+        assert!(data["data"]["price"].is_number() && data["data"]["change"].is_number());
+        assert!(is_iso_timestamp(data["timestamp"].as_str().unwrap()));
+    }
+
+    send_json(
+        &mut client,
+        &json!({ "type": "subscribe", "topic": "news" }),
+    )
+    .await;
+    send_json(
+        &mut client,
+        &json!({ "type": "subscribe", "topic": "weather" }),
+    )
+    .await;
+    let (mut news, mut weather) = (false, false);
+    while !(news && weather) {
+        let data = next_json_skipping(&mut client, &["subscribed"]).await;
+        match data["topic"].as_str() {
+            Some("news") => {
+                assert!(data["data"]["headline"].is_string(), "{data}");
+                news = true;
+            }
+            Some("weather") => {
+                assert!(data["data"]["location"].is_string(), "{data}");
+                assert!(data["data"]["temperature"].is_number(), "{data}");
+                assert!(data["data"]["humidity"].is_number(), "{data}");
+                weather = true;
+            }
+            Some("stocks") => {}
+            other => panic!("unexpected topic {other:?}: {data}"),
+        }
+    }
+
+    for topic in ["stocks", "news", "weather"] {
+        send_json(
+            &mut client,
+            &json!({ "type": "unsubscribe", "topic": topic }),
+        )
+        .await;
+    }
+    // After the last reply, only crypto (subscribed now) may arrive.
+    loop {
+        let reply = next_json_skipping(&mut client, &["data"]).await;
+        if reply["topic"] == "weather" {
+            assert_eq!(
+                reply,
+                json!({ "type": "unsubscribed", "topic": "weather", "message": "Unsubscribed from weather" })
+            );
+            break;
+        }
+    }
+    send_json(
+        &mut client,
+        &json!({ "type": "subscribe", "topic": "crypto" }),
+    )
+    .await;
+    next_json_skipping(&mut client, &["data"]).await;
+    for _ in 0..3 {
+        let data: Value = next_json(&mut client).await;
+        assert_eq!(data["topic"], "crypto", "{data}");
+    }
+    // Clients that go away let the graceful stop finish at once (no close handshake to wait for).
+    drop((client,));
+    assert!(example.terminate().success());
+}
+
+/// `plain-broadcast`: every message, text or binary, reaches every client, sender included.
+#[tokio::test]
+async fn plain_broadcast_example() {
+    let example = Example::start("plain-broadcast", &[]);
+    let (mut a, _) = connect(&example, "/", None).await;
+    let (mut b, _) = connect(&example, "/any/path", None).await;
+    // Each client's own message coming back proves it is subscribed (`open` runs before messages).
+    a.send(Message::text("a is here")).await.unwrap();
+    assert_eq!(next_text(&mut a).await, "a is here");
+    b.send(Message::text("b is here")).await.unwrap();
+    // b may or may not have been subscribed in time for a's message.
+    while next_text(&mut b).await != "b is here" {}
+    assert_eq!(next_text(&mut a).await, "b is here");
+
+    a.send(Message::text("text")).await.unwrap();
+    b.send(Message::binary(vec![0u8, 159, 255])).await.unwrap();
+    for client in [&mut a, &mut b] {
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            use futures_util::StreamExt;
+            match client.next().await.unwrap().unwrap() {
+                Message::Text(text) => got.push(text.as_bytes().to_vec()),
+                Message::Binary(bytes) => got.push(bytes.to_vec()),
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        got.sort();
+        assert_eq!(got, [vec![0u8, 159, 255], b"text".to_vec()]);
+    }
+    // Clients that go away let the graceful stop finish at once (no close handshake to wait for).
+    drop((a, b));
+    assert!(example.terminate().success());
+}
