@@ -104,3 +104,8 @@ pub mod prelude {
         WebSocket, Ws, WsConfig, create_server, create_server_with,
     };
 }
+
+/// The README's code blocks compile, as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
