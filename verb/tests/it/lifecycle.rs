@@ -166,3 +166,72 @@ async fn websocket_protocol_apps_serve_http_routes() {
     let server = TestServer::start(app).await;
     assert_eq!(server.get("/").await.text(), "<p>page</p>");
 }
+
+/// A graceful stop under load: with a few hundred live WebSockets (and messages in flight), every
+/// client gets close 1001 "going away", every `close` callback runs exactly once, and the stop ends
+/// well before its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_sends_1001_to_every_websocket_and_closes_each_once() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use verb::test::WsEvent;
+
+    const CLIENTS: usize = 300;
+    let closes: Arc<Mutex<HashMap<u64, (u16, usize)>>> = Arc::default();
+    let seen = Arc::clone(&closes);
+    let mut app = verb::create_server();
+    let rooms = app.rooms().clone();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .open(|ws: &WebSocket, _req: &Request| {
+                ws.subscribe("all");
+                ws.send_text("ready");
+            })
+            .message(|ws: &WebSocket, msg: Message| {
+                ws.send(msg);
+            })
+            .close(move |ws: &WebSocket, code: CloseCode, _reason: &str| {
+                let mut closes = seen.lock().unwrap();
+                closes.entry(ws.id()).or_insert((code.as_u16(), 0)).1 += 1;
+            }),
+    );
+    let server = verb::test::TestServer::start(app).await;
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let mut client = server.ws("/ws").await;
+        assert_eq!(client.recv_text().await, "ready");
+        clients.push(client);
+    }
+    assert_eq!(rooms.size("all"), CLIENTS);
+    // Traffic in flight when the stop begins.
+    rooms.publish("all", "last words");
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                loop {
+                    match client.next_event().await {
+                        WsEvent::Close(close) => return close,
+                        WsEvent::Gone => return None,
+                        _ => {}
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let started = std::time::Instant::now();
+    server.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    for reader in readers {
+        let close = reader.await.unwrap();
+        let (code, reason) = close.expect("a close frame, not a dropped connection");
+        assert_eq!(code, CloseCode::GOING_AWAY);
+        assert_eq!(reason, "server shutting down");
+    }
+    let closes = closes.lock().unwrap();
+    assert_eq!(closes.len(), CLIENTS);
+    assert!(closes.values().all(|&(code, runs)| runs == 1 && code == 1001), "{closes:?}");
+    assert_eq!(rooms.connections(), 0);
+}
