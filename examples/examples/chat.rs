@@ -1,5 +1,6 @@
 //! The guide's real-time chat: every client sees every message and the number of people online.
-//! `GET /` serves the chat page; WebSockets are served on every path.
+//! `GET /` serves the chat page and `GET /metrics` Prometheus metrics; WebSockets are served on every
+//! path.
 //!
 //! ```text
 //! cargo run --release -p examples --example chat
@@ -61,6 +62,8 @@ async fn main() -> anyhow::Result<()> {
         app.rooms().clone(),
     );
     app.get("/", |_req| async { Response::html(PAGE) });
+    // Prometheus text: open connections, messages and bytes in/out, closes by code, ...
+    app.metrics("/metrics")?;
     app.websocket(
         Ws::new()
             .open(move |ws: &WebSocket, _req: &Request| {

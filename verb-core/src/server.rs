@@ -469,13 +469,16 @@ async fn serve_connection(
     shared: Arc<Shared>,
     inner: Arc<HandleInner>,
 ) {
-    struct Open<'a>(&'a AtomicUsize);
+    struct Open<'a>(&'a AtomicUsize, metrics::Gauge);
     impl Drop for Open<'_> {
         fn drop(&mut self) {
             self.0.fetch_sub(1, Ordering::Relaxed);
+            self.1.decrement(1.0);
         }
     }
-    let _open = Open(&inner.open);
+    let gauge = metrics::gauge!("verb_http_connections_open");
+    gauge.increment(1.0);
+    let _open = Open(&inner.open, gauge);
 
     let service_shared = Arc::clone(&shared);
     let service = service_fn(move |req| {
@@ -539,6 +542,8 @@ async fn handle(
         let span = tracing::Span::current();
         span.record("status", status.as_u16());
         span.record("latency_us", latency.as_micros() as u64);
+        metrics::counter!("verb_http_requests_total", "status" => status.as_str().to_owned())
+            .increment(1);
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), ?latency, "request failed");
         } else {

@@ -78,6 +78,31 @@ pub(crate) struct Inner {
     on_join: RwLock<Option<Arc<Hook>>>,
     on_leave: RwLock<Option<Arc<Hook>>>,
     pub(crate) backplane: OnceLock<Arc<dyn Backplane>>,
+    metrics: OnceLock<HubMetrics>,
+}
+
+/// The hub's counters (registered at first use, so a recorder installed before serving sees them):
+/// `verb_rooms_rooms` (gauge: rooms with members), `verb_rooms_fanouts_total`,
+/// `verb_rooms_deliveries_total{result="sent"|"backpressured"|"dropped"}`.
+struct HubMetrics {
+    rooms: metrics::Gauge,
+    fanouts: metrics::Counter,
+    sent: metrics::Counter,
+    backpressured: metrics::Counter,
+    dropped: metrics::Counter,
+}
+
+impl HubMetrics {
+    fn register() -> Self {
+        let deliveries = |result: &'static str| metrics::counter!("verb_rooms_deliveries_total", "result" => result);
+        Self {
+            rooms: metrics::gauge!("verb_rooms_rooms"),
+            fanouts: metrics::counter!("verb_rooms_fanouts_total"),
+            sent: deliveries("sent"),
+            backpressured: deliveries("backpressured"),
+            dropped: deliveries("dropped"),
+        }
+    }
 }
 
 /// What the hub knows of one connection.
@@ -133,8 +158,13 @@ impl Rooms {
                 on_join: RwLock::new(None),
                 on_leave: RwLock::new(None),
                 backplane: OnceLock::new(),
+                metrics: OnceLock::new(),
             }),
         }
+    }
+
+    fn metrics(&self) -> &HubMetrics {
+        self.inner.metrics.get_or_init(HubMetrics::register)
     }
 
     fn shard(&self, ws: &WebSocket) -> MutexGuard<'_, HashMap<u64, Conn>> {
@@ -191,6 +221,7 @@ impl Rooms {
         write(&self.inner.rooms)
             .entry(Arc::from(name))
             .or_insert_with_key(|name| {
+                self.metrics().rooms.increment(1.0);
                 Arc::new(Room {
                     name: name.clone(),
                     members: RwLock::new(Members::default()),
@@ -207,6 +238,7 @@ impl Rooms {
             .is_some_and(|current| Arc::ptr_eq(current, room))
         {
             rooms.remove(&room.name);
+            self.metrics().rooms.decrement(1.0);
         }
     }
 
@@ -524,6 +556,13 @@ impl Rooms {
                 }
             }
         }
+        let metrics = self.metrics();
+        metrics.fanouts.increment(1);
+        metrics.sent.increment(delivery.sent as u64);
+        metrics
+            .backpressured
+            .increment(delivery.backpressured as u64);
+        metrics.dropped.increment(delivery.dropped as u64);
         if delivery.dropped > 0 {
             tracing::debug!(
                 scope = ?scope,

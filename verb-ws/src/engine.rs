@@ -125,6 +125,7 @@ pub(crate) async fn run(start: Start, req: Request) {
         write_shut: false,
     };
     drop(read_buf);
+    engine.ws.shared.metrics.open.increment(1.0);
 
     if let Some(message) = over_capacity {
         engine.push(Message::text(message));
@@ -489,6 +490,7 @@ impl Engine {
     }
 
     fn deliver(&mut self, opcode: u8, payload: Bytes) -> Result<(), WsError> {
+        self.ws.shared.metrics.received(payload.len());
         let message = if opcode == OP_TEXT {
             Message::Text(Utf8Bytes::try_from_bytes(payload).map_err(|_| WsError::InvalidUtf8)?)
         } else {
@@ -632,6 +634,7 @@ impl Engine {
             outbox.close = None;
         }
         self.ws.shared.buffered.store(0, Ordering::Release);
+        self.ws.shared.metrics.closed(code);
         self.attachments(|a, ws| a.closed(ws));
         self.callback(|h, ws| h.close(ws, code, &reason));
     }

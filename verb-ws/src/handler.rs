@@ -11,6 +11,7 @@ use crate::config::{OverCapacity, WsConfig};
 use crate::error::WsError;
 use crate::message::{CloseCode, Message};
 use crate::socket::WebSocket;
+use crate::stats::EndpointMetrics;
 
 /// The callbacks of a WebSocket endpoint. Every method has an empty default: implement those you need.
 ///
@@ -156,6 +157,7 @@ pub struct Ws {
     pub(crate) config: Arc<WsConfig>,
     pub(crate) count: ConnectionCount,
     pub(crate) attachments: Attachments,
+    pub(crate) metrics: EndpointMetrics,
     callbacks: Callbacks,
 }
 
@@ -173,6 +175,7 @@ impl Ws {
             config: Arc::new(WsConfig::default()),
             count: ConnectionCount::new(),
             attachments: Attachments::default(),
+            metrics: EndpointMetrics::default(),
             callbacks: Callbacks::default(),
         }
     }

@@ -43,6 +43,7 @@ mod error;
 mod handler;
 mod message;
 mod socket;
+mod stats;
 mod upgrade;
 
 pub use attach::Attachment;

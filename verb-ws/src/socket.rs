@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 
 use crate::attach::{Attachment, Attachments};
 use crate::message::{CloseCode, Message};
+use crate::stats::WsMetrics;
 
 /// The state of a connection, as the browser API's `readyState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -174,6 +175,7 @@ pub(crate) struct Shared {
     pub(crate) backpressure_limit: usize,
     pub(crate) close_on_limit: bool,
     pub(crate) attachments: Attachments,
+    pub(crate) metrics: Arc<WsMetrics>,
     data: Mutex<Option<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
 }
 
@@ -270,6 +272,7 @@ impl WebSocket {
         backpressure_limit: usize,
         close_on_limit: bool,
         attachments: Attachments,
+        metrics: Arc<WsMetrics>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -284,6 +287,7 @@ impl WebSocket {
                 backpressure_limit,
                 close_on_limit,
                 attachments,
+                metrics,
                 data: Mutex::new(None),
             }),
         }
@@ -347,16 +351,18 @@ impl WebSocket {
     /// Sends a frame prepared once for many receivers.
     pub fn send_prepared(&self, message: &PreparedMessage) -> SendStatus {
         let frame = message.frame.clone();
-        self.shared.enqueue(move |frames| {
-            let len = frame.len();
+        let len = frame.len();
+        let status = self.shared.enqueue(move |frames| {
             frames.push_back(frame);
             len
-        })
+        });
+        self.shared.metrics.sent(status, len);
+        status
     }
 
     fn send_frame(&self, opcode: u8, payload: Bytes) -> SendStatus {
-        self.shared.enqueue(move |frames| {
-            let len = payload.len();
+        let len = payload.len();
+        let status = self.shared.enqueue(move |frames| {
             let total = header_len(len) + len;
             if len <= COPY_THRESHOLD {
                 let mut frame = BytesMut::with_capacity(total);
@@ -370,7 +376,9 @@ impl WebSocket {
                 frames.push_back(payload);
             }
             total
-        })
+        });
+        self.shared.metrics.sent(status, len);
+        status
     }
 
     /// Sends a ping with `payload` (at most 125 bytes; longer payloads are cut).

@@ -10,6 +10,7 @@ use verb_core::{HttpError, IntoResponse, Lifecycle, Request, Response};
 use crate::engine;
 use crate::handler::{Ws, over_capacity_message};
 use crate::socket::WebSocket;
+use crate::stats;
 
 /// Whether `headers` ask for a WebSocket upgrade (`Upgrade: websocket`).
 ///
@@ -44,6 +45,7 @@ fn valid_key(key: &[u8]) -> bool {
 
 fn refuse(status: StatusCode, message: &'static str) -> Response {
     tracing::debug!(%status, message, "WebSocket upgrade refused");
+    stats::upgrade(status);
     HttpError::new(status, message).into_response()
 }
 
@@ -154,7 +156,9 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
         config.backpressure_limit,
         config.close_on_backpressure_limit,
         endpoint.attachments.clone(),
+        endpoint.metrics.get(),
     );
+    stats::upgrade(StatusCode::SWITCHING_PROTOCOLS);
     let handler = endpoint.handler.clone();
     let config = endpoint.config.clone();
     let task_lifecycle = lifecycle.clone();

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::monitor::{MetricsError, Stats};
 use verb_core::{
     BoxFuture, BoxHandler, BoxMiddleware, Chain, Error, Handler, HeaderValue, HttpError,
     IntoResponse, ListenAddr, Method, Middleware, Params, Request, Response, Server, ServerConfig,
@@ -313,6 +314,59 @@ impl App {
     /// once. Same as `app.rooms().publish(topic, message)`.
     pub fn publish(&self, topic: &str, message: impl Into<Message>) -> Delivery {
         self.rooms.publish(topic, message)
+    }
+
+    /// Serves Prometheus metrics (text format) on `GET path`, installing the Prometheus recorder for
+    /// the process if none is. Call it before `listen`.
+    ///
+    /// Verb counts through the `metrics` facade, so any recorder sees its counters; `app.metrics(path)`
+    /// installs the Prometheus one (metrics-exporter-prometheus) and serves its text. What is counted:
+    ///
+    /// | name | kind | what |
+    /// |---|---|---|
+    /// | `verb_http_connections_open` | gauge | open HTTP connections (an upgraded one moves to the WebSocket gauge) |
+    /// | `verb_http_requests_total{status}` | counter | responses, by status |
+    /// | `verb_ws_connections_open` | gauge | open WebSockets |
+    /// | `verb_ws_upgrades_total{result, status}` | counter | upgrades accepted (`101`) or refused, by status |
+    /// | `verb_ws_messages_received_total`, `verb_ws_bytes_received_total` | counter | data messages in |
+    /// | `verb_ws_messages_sent_total`, `verb_ws_bytes_sent_total` | counter | data messages queued out |
+    /// | `verb_ws_backpressure_total{event}` | counter | sends over the limit (`backpressured`) or refused (`dropped`) |
+    /// | `verb_ws_closes_total{code}` | counter | connections ended, by close code |
+    /// | `verb_rooms_rooms` | gauge | rooms with members |
+    /// | `verb_rooms_fanouts_total`, `verb_rooms_deliveries_total{result}` | counter | fan-outs and their deliveries |
+    ///
+    /// Counters register when first used by an endpoint or hub, so install a recorder (or call
+    /// `app.metrics`) before serving.
+    ///
+    /// ```
+    /// let mut app = verb::create_server();
+    /// app.metrics("/metrics").expect("no other metrics recorder in this process");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`MetricsError::RecorderInstalled`] if another recorder is installed in this process.
+    #[track_caller]
+    pub fn metrics(&mut self, path: &str) -> Result<Route<'_>, MetricsError> {
+        let handle = crate::monitor::prometheus()?;
+        Ok(self.get(path, move |_req| {
+            handle.run_upkeep();
+            let text = handle.render();
+            async move {
+                Response::text(text).header(
+                    verb_core::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+            }
+        }))
+    }
+
+    /// A live view of the app's WebSockets and rooms, for a JSON status endpoint.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            websockets: self.ws_count.clone(),
+            rooms: self.rooms.clone(),
+        }
     }
 
     /// The number of WebSockets open on this app's endpoints, live (keep the handle; it stays valid

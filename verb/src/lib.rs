@@ -39,9 +39,11 @@
 //! Testing helpers live in [`mod@test`].
 
 mod app;
+mod monitor;
 pub mod test;
 
 pub use app::{App, Route, ServerProtocol};
+pub use monitor::{MetricsError, Stats, StatsSnapshot};
 
 #[doc(inline)]
 pub use verb_core::{

@@ -84,6 +84,23 @@ async fn chat_example() {
         next_json(&mut ada).await,
         json!({ "type": "userCount", "count": 1 })
     );
+
+    // The metrics moved with this traffic (the process is this test's alone).
+    let (status, metrics) = request(example.addr, "GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert_eq!(value("verb_ws_connections_open "), 1.0);
+    assert_eq!(value("verb_ws_messages_received_total "), 7.0);
+    assert!(value("verb_ws_bytes_received_total ") > 100.0);
+    // userCount 1 + 2 + 2 messages × 2 + 5 errors + userCount on close.
+    assert_eq!(value("verb_ws_messages_sent_total "), 13.0);
+    assert!(value("verb_ws_bytes_sent_total ") > 100.0);
+    assert_eq!(value("verb_ws_closes_total{code=\"1005\"} "), 1.0);
     // Clients that go away let the graceful stop finish at once (no close handshake to wait for).
     drop((ada, bob));
     assert!(example.terminate().success());

@@ -223,7 +223,11 @@ async fn graceful_stop_sends_1001_to_every_websocket_and_closes_each_once() {
 
     let started = std::time::Instant::now();
     server.stop().await;
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     for reader in readers {
         let close = reader.await.unwrap();
         let (code, reason) = close.expect("a close frame, not a dropped connection");
@@ -232,6 +236,11 @@ async fn graceful_stop_sends_1001_to_every_websocket_and_closes_each_once() {
     }
     let closes = closes.lock().unwrap();
     assert_eq!(closes.len(), CLIENTS);
-    assert!(closes.values().all(|&(code, runs)| runs == 1 && code == 1001), "{closes:?}");
+    assert!(
+        closes
+            .values()
+            .all(|&(code, runs)| runs == 1 && code == 1001),
+        "{closes:?}"
+    );
     assert_eq!(rooms.connections(), 0);
 }

@@ -3,6 +3,7 @@
 mod http;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod middleware;
 mod raw;
 mod rooms;
