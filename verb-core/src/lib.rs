@@ -39,17 +39,21 @@
 //! The `http` crate's types ([`StatusCode`], [`Method`], [`HeaderMap`], ...) are Verb's vocabulary for
 //! HTTP and are re-exported here.
 
+mod conn;
 mod error;
 mod handler;
 mod request;
 mod response;
 mod server;
+mod tls;
 
+pub use conn::Connection;
 pub use error::{Error, HttpError, JsonRejection, ListenAddr, QueryRejection, TextRejection};
 pub use handler::{BoxFuture, BoxHandler, BoxMiddleware, Chain, Handler, Middleware, Next};
 pub use request::{InvalidParam, Params, Request, RequestBuilder};
 pub use response::{Html, IntoResponse, Json, Response};
 pub use server::{Lifecycle, Server, ServerConfig, ServerHandle, shutdown_signal};
+pub use tls::{DevCertificate, TlsConfig, TlsError};
 
 pub use bytes::Bytes;
 pub use http::{

@@ -22,10 +22,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, field};
 
+use crate::conn::Connection;
 use crate::error::{Error, HttpError, ListenAddr};
 use crate::handler::{BoxHandler, Handler};
 use crate::request::Request;
 use crate::response::{IntoResponse, Response};
+use crate::tls::TlsConfig;
 
 /// Limits and timeouts of a [`Server`].
 ///
@@ -176,10 +178,12 @@ impl ServerConfig {
 ///     .await
 /// # }
 /// ```
+#[derive(Clone)]
 #[must_use = "a server does nothing until `listen` or `bind` is awaited"]
 pub struct Server {
     handler: BoxHandler,
     config: ServerConfig,
+    tls: Option<TlsConfig>,
 }
 
 impl Server {
@@ -193,7 +197,29 @@ impl Server {
         Self {
             handler,
             config: ServerConfig::default(),
+            tls: None,
         }
+    }
+
+    /// Serves HTTPS (and WSS) with `tls` instead of plain HTTP. A client that fails the handshake
+    /// (speaks plain HTTP, sends garbage, or stalls past the handshake timeout) is logged and dropped
+    /// without touching other connections.
+    ///
+    /// To serve plain HTTP and TLS side by side, clone the server before adding TLS and bind both.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Serves plain HTTP (undoes [`tls`](Self::tls)).
+    pub fn without_tls(mut self) -> Self {
+        self.tls = None;
+        self
+    }
+
+    /// Whether this server speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Replaces the configuration.
@@ -210,8 +236,9 @@ impl Server {
     /// When the address cannot be bound, the signal handler cannot be installed, or the graceful stop
     /// passes its deadline.
     pub async fn listen(self, addr: impl Into<ListenAddr>) -> Result<(), Error> {
+        let scheme = if self.is_tls() { "https" } else { "http" };
         let handle = self.bind(addr).await?;
-        tracing::info!("listening on http://{}", handle.local_addr());
+        tracing::info!("listening on {scheme}://{}", handle.local_addr());
         tokio::select! {
             signal = shutdown_signal() => {
                 signal?;
@@ -271,6 +298,7 @@ impl Server {
             body_limit: self.config.body_limit,
             body_read_timeout: self.config.body_read_timeout,
             handler: self.handler,
+            tls: self.tls,
         });
         inner
             .tracker
@@ -431,6 +459,7 @@ struct Shared {
     body_limit: usize,
     body_read_timeout: Duration,
     handler: BoxHandler,
+    tls: Option<TlsConfig>,
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inner: Arc<HandleInner>) {
@@ -445,10 +474,27 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inner: Arc<Hand
                 if let Err(err) = stream.set_nodelay(true) {
                     tracing::debug!(%remote, error = %err, "cannot set TCP_NODELAY");
                 }
-                inner.open.fetch_add(1, Ordering::Relaxed);
-                let conn =
-                    serve_connection(stream, remote, Arc::clone(&shared), Arc::clone(&inner));
-                inner.tracker.spawn(conn);
+                match &shared.tls {
+                    None => {
+                        let conn = serve_connection(
+                            Connection::plain(stream),
+                            remote,
+                            Arc::clone(&shared),
+                            Arc::clone(&inner),
+                        );
+                        inner.tracker.spawn(conn);
+                    }
+                    Some(tls) => {
+                        let handshake = tls_handshake(
+                            stream,
+                            remote,
+                            tls.clone(),
+                            Arc::clone(&shared),
+                            Arc::clone(&inner),
+                        );
+                        inner.tracker.spawn(handshake);
+                    }
+                }
             }
             Err(err) => {
                 // Out of file descriptors or memory, or the peer reset before accept: log, back off a
@@ -463,8 +509,38 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inner: Arc<Hand
     }
 }
 
-async fn serve_connection(
+/// Completes the TLS handshake within its timeout, then serves HTTP over it.
+async fn tls_handshake(
     stream: TcpStream,
+    remote: SocketAddr,
+    tls: TlsConfig,
+    shared: Arc<Shared>,
+    inner: Arc<HandleInner>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.rustls);
+    let handshake = tokio::select! {
+        () = inner.shutdown.cancelled() => return,
+        handshake = tokio::time::timeout(tls.handshake_timeout, acceptor.accept(stream)) => handshake,
+    };
+    match handshake {
+        Ok(Ok(stream)) => {
+            serve_connection(Connection::tls(stream), remote, shared, inner).await;
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(%remote, error = %err, "TLS handshake failed; connection dropped");
+            metrics::counter!("verb_tls_handshake_failures_total", "reason" => "error")
+                .increment(1);
+        }
+        Err(_) => {
+            tracing::debug!(%remote, timeout = ?tls.handshake_timeout, "TLS handshake timed out; connection dropped");
+            metrics::counter!("verb_tls_handshake_failures_total", "reason" => "timeout")
+                .increment(1);
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: Connection,
     remote: SocketAddr,
     shared: Arc<Shared>,
     inner: Arc<HandleInner>,
@@ -478,6 +554,7 @@ async fn serve_connection(
     }
     let gauge = metrics::gauge!("verb_http_connections_open");
     gauge.increment(1.0);
+    inner.open.fetch_add(1, Ordering::Relaxed);
     let _open = Open(&inner.open, gauge);
 
     let service_shared = Arc::clone(&shared);

@@ -17,10 +17,9 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tungstenite::protocol::frame::FrameHeader;
-use verb_core::{Lifecycle, Request};
+use verb_core::{Connection, Lifecycle, Request};
 
 use crate::attach::Attachment;
 use crate::config::WsConfig;
@@ -41,7 +40,7 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// Everything a connection starts with.
 pub(crate) struct Start {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Connection,
     pub(crate) read_buf: Bytes,
     pub(crate) ws: WebSocket,
     pub(crate) handler: Arc<dyn WebSocketHandler>,
@@ -60,8 +59,9 @@ enum Phase {
     Closing { deadline: Instant },
     /// The peer failed: our close frame goes out, then we read and discard until EOF or the deadline.
     Failing { deadline: Instant },
-    /// Flush what is queued, then close the socket.
-    Done,
+    /// Flush what is queued, then close the socket; a peer that does not read it by the deadline is
+    /// dropped.
+    Done { deadline: Instant },
 }
 
 struct Partial {
@@ -70,7 +70,7 @@ struct Partial {
 }
 
 struct Engine {
-    stream: TcpStream,
+    stream: Connection,
     ws: WebSocket,
     handler: Arc<dyn WebSocketHandler>,
     config: Arc<WsConfig>,
@@ -85,6 +85,8 @@ struct Engine {
     /// Callbacks stay silent (a connection accepted over capacity).
     silent: bool,
     write_shut: bool,
+    /// Past the closing deadline: drop the connection, written out or not.
+    abandoned: bool,
 }
 
 enum Event {
@@ -123,6 +125,7 @@ pub(crate) async fn run(start: Start, req: Request) {
         outcome: None,
         silent: over_capacity.is_some(),
         write_shut: false,
+        abandoned: false,
     };
     drop(read_buf);
     engine.ws.shared.metrics.open.increment(1.0);
@@ -151,9 +154,11 @@ pub(crate) async fn run(start: Start, req: Request) {
             break;
         }
         engine.maybe_drain();
+        let written_out =
+            engine.abandoned || (engine.writing.is_empty() && !engine.stream.wants_flush());
         match engine.phase {
-            Phase::Done if engine.writing.is_empty() => break,
-            Phase::Failing { .. } if engine.writing.is_empty() && !engine.write_shut => {
+            Phase::Done { .. } if written_out => break,
+            Phase::Failing { .. } if written_out && !engine.write_shut => {
                 // Our close frame is out: send FIN so the peer sees the end, and keep reading until it
                 // closes too, so unread input does not turn our close into a reset.
                 engine.write_shut = true;
@@ -162,7 +167,7 @@ pub(crate) async fn run(start: Start, req: Request) {
             _ => {}
         }
 
-        let want_write = !engine.writing.is_empty();
+        let want_write = !engine.writing.is_empty() || engine.stream.wants_flush();
         let deadline = engine.next_deadline();
         let event = tokio::select! {
             biased;
@@ -291,6 +296,9 @@ impl Engine {
 
     /// Writes as much as the socket takes without waiting.
     fn flush(&mut self) -> io::Result<()> {
+        if self.stream.wants_flush() {
+            self.stream.try_flush()?;
+        }
         while !self.writing.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
@@ -371,7 +379,7 @@ impl Engine {
 
     fn frames(&mut self) -> Result<(), WsError> {
         loop {
-            if self.phase == Phase::Done {
+            if let Phase::Done { .. } = self.phase {
                 self.rbuf.clear();
                 return Ok(());
             }
@@ -522,7 +530,9 @@ impl Engine {
             self.ws.shared.set_state(STATE_CLOSING);
             self.outcome = Some((code.unwrap_or(CloseCode::NO_STATUS), reason.to_owned()));
         }
-        self.phase = Phase::Done;
+        self.phase = Phase::Done {
+            deadline: Instant::now() + self.config.close_timeout,
+        };
         Ok(())
     }
 
@@ -567,8 +577,9 @@ impl Engine {
 
     fn next_deadline(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Closing { deadline } | Phase::Failing { deadline } => Some(deadline),
-            Phase::Done => None,
+            Phase::Closing { deadline }
+            | Phase::Failing { deadline }
+            | Phase::Done { deadline } => Some(deadline),
             Phase::Open => {
                 let idle = self.config.idle_timeout?;
                 Some(if self.ping_sent {
@@ -583,10 +594,13 @@ impl Engine {
     fn on_timer(&mut self) {
         let now = Instant::now();
         match self.phase {
-            Phase::Closing { deadline } | Phase::Failing { deadline } if now >= deadline => {
+            Phase::Closing { deadline }
+            | Phase::Failing { deadline }
+            | Phase::Done { deadline }
+                if now >= deadline =>
+            {
                 tracing::debug!(id = self.ws.id(), "peer did not finish closing; dropping");
-                self.writing.clear();
-                self.phase = Phase::Done;
+                self.abandon();
             }
             Phase::Open => {
                 let Some(idle) = self.config.idle_timeout else {
@@ -601,6 +615,15 @@ impl Engine {
             }
             _ => {}
         }
+    }
+
+    /// Gives up on what is left to write and ends the connection.
+    fn abandon(&mut self) {
+        self.writing.clear();
+        self.abandoned = true;
+        self.phase = Phase::Done {
+            deadline: Instant::now(),
+        };
     }
 
     fn peer_gone(&mut self) {

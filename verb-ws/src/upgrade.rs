@@ -4,8 +4,7 @@
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-use verb_core::{HttpError, IntoResponse, Lifecycle, Request, Response};
+use verb_core::{Connection, HttpError, IntoResponse, Lifecycle, Request, Response};
 
 use crate::engine;
 use crate::handler::{Ws, over_capacity_message};
@@ -170,7 +169,7 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
                 return;
             }
         };
-        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        let parts = match upgraded.downcast::<TokioIo<Connection>>() {
             Ok(parts) => parts,
             Err(_) => {
                 tracing::error!("WebSocket upgrade over an unsupported transport");

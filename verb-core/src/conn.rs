@@ -1,0 +1,257 @@
+//! The byte stream under a connection: plain TCP, or TLS over TCP.
+
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// A client connection's transport: TCP, or TLS over TCP. HTTP is served over it, and after a
+/// protocol upgrade it is handed over whole (`verb-ws` runs WebSockets on it).
+///
+/// Besides the async read/write traits, it offers readiness-based calls that never wait, so an upgraded
+/// protocol can hold no buffer while idle: wait for [`readable`](Self::readable), then
+/// [`try_read_buf`](Self::try_read_buf) until it reports `WouldBlock`; write with
+/// [`try_write_vectored`](Self::try_write_vectored), and while [`wants_flush`](Self::wants_flush) wait
+/// for [`writable`](Self::writable) and [`try_flush`](Self::try_flush).
+pub struct Connection {
+    inner: Inner,
+    /// TLS: the last read filled the buffer, so decrypted bytes may wait inside rustls with no new
+    /// TCP readiness to announce them.
+    more_plaintext: bool,
+    /// TLS: encrypted records wait to be written.
+    flush_pending: bool,
+}
+
+enum Inner {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+fn would_block() -> io::Error {
+    io::ErrorKind::WouldBlock.into()
+}
+
+impl Connection {
+    pub(crate) fn plain(stream: TcpStream) -> Self {
+        Self {
+            inner: Inner::Plain(stream),
+            more_plaintext: false,
+            flush_pending: false,
+        }
+    }
+
+    pub(crate) fn tls(stream: TlsStream<TcpStream>) -> Self {
+        Self {
+            inner: Inner::Tls(Box::new(stream)),
+            more_plaintext: false,
+            flush_pending: false,
+        }
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.inner, Inner::Tls(_))
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match &self.inner {
+            Inner::Plain(tcp) => tcp,
+            Inner::Tls(tls) => tls.get_ref().0,
+        }
+    }
+
+    /// The peer's address.
+    ///
+    /// # Errors
+    ///
+    /// When the socket is no longer connected.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp().peer_addr()
+    }
+
+    /// Waits until a read may make progress.
+    ///
+    /// # Errors
+    ///
+    /// When the socket fails.
+    pub async fn readable(&self) -> io::Result<()> {
+        if self.more_plaintext {
+            return Ok(());
+        }
+        self.tcp().readable().await
+    }
+
+    /// Waits until a write may make progress.
+    ///
+    /// # Errors
+    ///
+    /// When the socket fails.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.tcp().writable().await
+    }
+
+    /// Reads what is available into `buf`'s spare capacity without waiting: `Ok(0)` is the end of the
+    /// stream, `WouldBlock` means nothing is available yet.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock`, or the socket's (or TLS layer's) error.
+    pub fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match &mut self.inner {
+            Inner::Plain(tcp) => tcp.try_read_buf(buf),
+            Inner::Tls(tls) => {
+                let spare = buf.capacity() - buf.len();
+                let mut cx = Context::from_waker(Waker::noop());
+                match tokio_util::io::poll_read_buf(Pin::new(&mut **tls), &mut cx, buf) {
+                    Poll::Ready(Ok(read)) => {
+                        self.more_plaintext = read > 0 && read >= spare;
+                        Ok(read)
+                    }
+                    Poll::Ready(Err(err)) => Err(err),
+                    Poll::Pending => {
+                        self.more_plaintext = false;
+                        Err(would_block())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes as much of `bufs` as the socket takes without waiting.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when nothing could be written, or the socket's (or TLS layer's) error.
+    pub fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let tls = match &mut self.inner {
+            Inner::Plain(tcp) => return tcp.try_write_vectored(bufs),
+            Inner::Tls(tls) => tls,
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut total = 0;
+        for buf in bufs.iter().filter(|buf| !buf.is_empty()) {
+            match Pin::new(&mut **tls).poll_write(&mut cx, buf) {
+                Poll::Ready(Ok(written)) => {
+                    total += written;
+                    if written < buf.len() {
+                        break;
+                    }
+                }
+                Poll::Ready(Err(err)) if total == 0 => return Err(err),
+                Poll::Ready(Err(_)) | Poll::Pending => break,
+            }
+        }
+        // Push the encrypted records towards the socket; what does not fit waits for writability.
+        match Pin::new(&mut **tls).poll_flush(&mut cx) {
+            Poll::Ready(Ok(())) => self.flush_pending = false,
+            Poll::Ready(Err(err)) if total == 0 => return Err(err),
+            Poll::Ready(Err(_)) | Poll::Pending => self.flush_pending = true,
+        }
+        if total == 0 && self.flush_pending {
+            return Err(would_block());
+        }
+        Ok(total)
+    }
+
+    /// Whether encrypted bytes wait to be written (never for plain TCP): wait for
+    /// [`writable`](Self::writable), then [`try_flush`](Self::try_flush).
+    pub fn wants_flush(&self) -> bool {
+        self.flush_pending
+    }
+
+    /// Writes waiting encrypted bytes without waiting.
+    ///
+    /// # Errors
+    ///
+    /// The socket's (or TLS layer's) error.
+    pub fn try_flush(&mut self) -> io::Result<()> {
+        if let Inner::Tls(tls) = &mut self.inner {
+            let mut cx = Context::from_waker(Waker::noop());
+            match Pin::new(&mut **tls).poll_flush(&mut cx) {
+                Poll::Ready(Ok(())) => self.flush_pending = false,
+                Poll::Ready(Err(err)) => return Err(err),
+                Poll::Pending => self.flush_pending = true,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match &mut this.inner {
+            Inner::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Inner::Tls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().inner {
+            Inner::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Inner::Tls(tls) => Pin::new(&mut **tls).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().inner {
+            Inner::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            Inner::Tls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.inner {
+            Inner::Plain(tcp) => tcp.is_write_vectored(),
+            Inner::Tls(tls) => tls.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = match &mut this.inner {
+            Inner::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Inner::Tls(tls) => Pin::new(&mut **tls).poll_flush(cx),
+        };
+        if let Poll::Ready(Ok(())) = result {
+            this.flush_pending = false;
+        }
+        result
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Inner::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Inner::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
+        }
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("tls", &self.is_tls())
+            .field("peer", &self.peer_addr().ok())
+            .finish()
+    }
+}
