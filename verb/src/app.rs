@@ -7,7 +7,7 @@ use crate::monitor::{MetricsError, Stats};
 use verb_core::{
     BoxFuture, BoxHandler, BoxMiddleware, Chain, Error, Handler, HeaderValue, HttpError,
     IntoResponse, ListenAddr, Method, Middleware, Params, Request, Response, Server, ServerConfig,
-    ServerHandle, StatusCode, header,
+    ServerHandle, StatusCode, TlsConfig, header,
 };
 use verb_rooms::{Delivery, Rooms};
 use verb_router::{Miss, Router};
@@ -79,6 +79,7 @@ pub struct App {
     websocket: Option<RouteEntry>,
     ws_count: ConnectionCount,
     rooms: Rooms,
+    tls: Option<TlsConfig>,
 }
 
 struct RouteEntry {
@@ -98,6 +99,7 @@ impl App {
             websocket: None,
             ws_count: ConnectionCount::new(),
             rooms: Rooms::new(),
+            tls: None,
         }
     }
 
@@ -434,18 +436,44 @@ impl App {
         (Arc::new(dispatcher), self.config, self.protocol)
     }
 
-    fn server(self) -> Result<Server, Error> {
+    /// Serves over TLS with `tls` (HTTPS, and WSS for WebSockets). Required for
+    /// `ServerProtocol::Https` and `ServerProtocol::WebSockets`; setting it on another protocol
+    /// serves that app over TLS too.
+    ///
+    /// ```
+    /// use verb::{DevCertificate, ServerProtocol};
+    ///
+    /// let mut app = verb::create_server_with(ServerProtocol::WebSockets);
+    /// // In production: TlsConfig::from_pem_files("cert.pem", "key.pem")?
+    /// app.tls(DevCertificate::generate(["localhost"])?.tls_config()?);
+    /// # Ok::<(), verb::TlsError>(())
+    /// ```
+    pub fn tls(&mut self, tls: TlsConfig) -> &mut Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Freezes the app into a [`Server`], to serve it in ways `listen` does not: for instance plain
+    /// HTTP and TLS side by side (`server.clone().without_tls().bind(80)` and `server.bind(443)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] for a TLS protocol without [`tls`](Self::tls).
+    pub fn into_server(self) -> Result<Server, Error> {
+        let tls = self.tls.clone();
         let (handler, config, protocol) = self.into_parts();
-        if protocol.is_tls() {
-            return Err(Error::Unsupported {
+        let server = Server::from_boxed(handler).config(config);
+        match (tls, protocol.is_tls()) {
+            (Some(tls), _) => Ok(server.tls(tls)),
+            (None, false) => Ok(server),
+            (None, true) => Err(Error::Unsupported {
                 protocol: match protocol {
                     ServerProtocol::Https => "ServerProtocol::Https",
                     _ => "ServerProtocol::WebSockets",
                 },
-                reason: "TLS listeners are not available in this version of Verb",
-            });
+                reason: "no certificate: call app.tls(TlsConfig::from_pem_files(cert, key)?) first",
+            }),
         }
-        Ok(Server::from_boxed(handler).config(config))
     }
 
     /// Listens on `addr` (a port such as `3000`, or `"127.0.0.1:0"`), logs `listening on http://ADDR`,
@@ -455,7 +483,7 @@ impl App {
     ///
     /// When the address cannot be bound, or a graceful stop passes its deadline.
     pub async fn listen(self, addr: impl Into<ListenAddr>) -> Result<(), Error> {
-        self.server()?.listen(addr).await
+        self.into_server()?.listen(addr).await
     }
 
     /// Listens on `addr` and serves in the background; the handle tells the address and stops the server.
@@ -475,7 +503,7 @@ impl App {
     ///
     /// When the address cannot be bound.
     pub async fn bind(self, addr: impl Into<ListenAddr>) -> Result<ServerHandle, Error> {
-        self.server()?.bind(addr).await
+        self.into_server()?.bind(addr).await
     }
 }
 

@@ -47,10 +47,10 @@ pub use monitor::{MetricsError, Stats, StatsSnapshot};
 
 #[doc(inline)]
 pub use verb_core::{
-    BoxFuture, Bytes, Error, Handler, HeaderMap, HeaderName, HeaderValue, Html, HttpError,
-    IntoResponse, Json, JsonRejection, ListenAddr, Method, Middleware, Next, Params,
-    QueryRejection, Request, Response, ServerConfig, ServerHandle, StatusCode, TextRejection,
-    header,
+    BoxFuture, Bytes, DevCertificate, Error, Handler, HeaderMap, HeaderName, HeaderValue, Html,
+    HttpError, IntoResponse, Json, JsonRejection, ListenAddr, Method, Middleware, Next, Params,
+    QueryRejection, Request, Response, Server, ServerConfig, ServerHandle, StatusCode,
+    TextRejection, TlsConfig, TlsError, header,
 };
 
 #[doc(inline)]

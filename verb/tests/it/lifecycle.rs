@@ -148,14 +148,17 @@ async fn bind_error_names_the_address() {
     );
 }
 
-/// TLS protocols fail with a clear error in this version rather than serving plain text.
+/// A TLS protocol without a certificate fails with a clear error rather than serving plain text.
 #[tokio::test]
-async fn tls_protocols_are_refused_clearly() {
-    let err = verb::create_server_with(ServerProtocol::Https)
-        .bind("127.0.0.1:0")
-        .await
-        .expect_err("no TLS yet");
-    assert!(matches!(err, verb::Error::Unsupported { .. }), "{err}");
+async fn tls_protocols_without_a_certificate_are_refused_clearly() {
+    for protocol in [ServerProtocol::Https, ServerProtocol::WebSockets] {
+        let err = verb::create_server_with(protocol)
+            .bind("127.0.0.1:0")
+            .await
+            .expect_err("no certificate");
+        assert!(matches!(err, verb::Error::Unsupported { .. }), "{err}");
+        assert!(err.to_string().contains("app.tls"), "{err}");
+    }
 }
 
 /// `ServerProtocol::WebSocket` apps serve their HTTP routes.

@@ -7,6 +7,7 @@ mod metrics;
 mod middleware;
 mod raw;
 mod rooms;
+mod tls;
 mod ws;
 mod ws_raw;
 
