@@ -16,28 +16,8 @@ struct Cli {
     common: Common,
 }
 
-const PAGE: &str = r#"<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Verb WebSocket demo</title></head>
-<body>
-  <h1>WebSocket demo</h1>
-  <form id="form"><input id="input" autocomplete="off" placeholder="Say something"><button>Send</button></form>
-  <ul id="log"></ul>
-  <script>
-    const log = document.getElementById("log");
-    const show = (text) => { const li = document.createElement("li"); li.textContent = text; log.appendChild(li); };
-    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`);
-    ws.onmessage = (event) => show(event.data);
-    ws.onclose = (event) => show(`closed (${event.code})`);
-    document.getElementById("form").onsubmit = (event) => {
-      event.preventDefault();
-      const input = document.getElementById("input");
-      if (input.value && ws.readyState === WebSocket.OPEN) { ws.send(input.value); input.value = ""; }
-    };
-  </script>
-</body>
-</html>
-"#;
+/// The demo page; it connects back to the host that served it (`ws://`, or `wss://` over HTTPS).
+const PAGE: &str = include_str!("../pages/basic.html");
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

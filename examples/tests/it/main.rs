@@ -2,5 +2,6 @@
 
 mod http;
 mod rooms;
+mod secure;
 mod support;
 mod ws;

@@ -16,10 +16,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 pub(crate) struct Example {
     child: Child,
     pub(crate) addr: SocketAddr,
+    /// Every log line so far.
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// The path of example `name`, built by `cargo test` next to this test binary.
-fn binary(name: &str) -> PathBuf {
+pub(crate) fn binary(name: &str) -> PathBuf {
     // This test runs as target/<profile>/deps/<test>-<hash>; examples live in target/<profile>/examples.
     let exe = std::env::current_exe().expect("the test binary has a path");
     let profile_dir = exe
@@ -42,13 +44,20 @@ impl Example {
             .unwrap_or_else(|err| panic!("cannot start example {name}: {err}"));
         let stderr = child.stderr.take().expect("stderr is piped");
         let (tx, rx) = mpsc::channel();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&logs);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[example] {line}");
-                if let Some(rest) = line.split("listening on http://").nth(1) {
+                let listening = line
+                    .split("listening on http://")
+                    .nth(1)
+                    .or_else(|| line.split("listening on https://").nth(1));
+                if let Some(rest) = listening {
                     let _ = tx.send(rest.trim().to_owned());
                 }
+                kept.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
         let addr = rx
@@ -57,7 +66,12 @@ impl Example {
         let addr = addr
             .parse()
             .unwrap_or_else(|_| panic!("bad address {addr:?}"));
-        Example { child, addr }
+        Example { child, addr, logs }
+    }
+
+    /// The log lines printed so far.
+    pub(crate) fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Sends SIGTERM and returns the exit status.
