@@ -4,6 +4,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::message::{CloseCode, Message};
 use crate::socket::WebSocket;
 
 /// A value attached to a [`Ws`](crate::Ws) endpoint: every connection of the endpoint can reach it
@@ -47,6 +48,26 @@ pub trait Attachment: Any + Send + Sync {
     fn closed(&self, ws: &WebSocket) {
         let _ = ws;
     }
+
+    /// A complete message arrived (before the app's `message` callback, which runs only if every
+    /// attachment lets the message [`Pass`](Verdict::Pass)). Gates such as authentication and rate
+    /// limits live here.
+    fn message(&self, ws: &WebSocket, message: &Message) -> Verdict {
+        let _ = (ws, message);
+        Verdict::Pass
+    }
+}
+
+/// What an [`Attachment`] decides about an incoming message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Hand the message on (to the next attachment, then the app).
+    Pass,
+    /// The attachment consumed or refused the message; nobody after it sees it.
+    Stop,
+    /// Refuse the message and close the connection with this code and reason.
+    Close(CloseCode, String),
 }
 
 /// The attachments of an endpoint, shared by all its connections.

@@ -21,14 +21,14 @@ use tokio::time::Instant;
 use tungstenite::protocol::frame::FrameHeader;
 use verb_core::{Connection, Lifecycle, Request};
 
-use crate::attach::Attachment;
+use crate::attach::{Attachment, Verdict};
 use crate::config::WsConfig;
 use crate::error::WsError;
 use crate::handler::{ConnectionSlot, WebSocketHandler};
 use crate::message::{CloseCode, Message, Utf8Bytes};
 use crate::socket::{
-    OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, STATE_CLOSED, STATE_CLOSING,
-    WebSocket, close_frame, control_frame,
+    CloseTimer, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, STATE_CLOSED,
+    STATE_CLOSING, WebSocket, close_frame, control_frame,
 };
 
 /// Smallest free space a read is offered.
@@ -87,6 +87,8 @@ struct Engine {
     write_shut: bool,
     /// Past the closing deadline: drop the connection, written out or not.
     abandoned: bool,
+    /// The application's `close_after` timer.
+    close_timer: Option<CloseTimer>,
 }
 
 enum Event {
@@ -126,6 +128,7 @@ pub(crate) async fn run(start: Start, req: Request) {
         silent: over_capacity.is_some(),
         write_shut: false,
         abandoned: false,
+        close_timer: None,
     };
     drop(read_buf);
     engine.ws.shared.metrics.open.increment(1.0);
@@ -280,6 +283,9 @@ impl Engine {
                 std::mem::swap(&mut self.writing, &mut outbox.frames);
             } else {
                 self.writing.extend(outbox.frames.drain(..));
+            }
+            if let Some(change) = outbox.close_timer.take() {
+                self.close_timer = change;
             }
             (outbox.terminate, outbox.close.take())
         };
@@ -504,9 +510,33 @@ impl Engine {
         } else {
             Message::Binary(payload)
         };
-        if self.phase == Phase::Open {
-            self.callback(|h, ws| h.message(ws, message));
+        if self.phase != Phase::Open {
+            return Ok(());
         }
+        if !self.silent {
+            let ws = &self.ws;
+            let mut verdict = Verdict::Pass;
+            for attachment in ws.shared.attachments.iter() {
+                verdict =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| attachment.message(ws, &message)))
+                        .unwrap_or_else(|_| {
+                            tracing::error!(id = ws.id(), "a WebSocket attachment hook panicked");
+                            Verdict::Close(CloseCode::INTERNAL_ERROR, "internal error".to_owned())
+                        });
+                if verdict != Verdict::Pass {
+                    break;
+                }
+            }
+            match verdict {
+                Verdict::Pass => {}
+                Verdict::Stop => return Ok(()),
+                Verdict::Close(code, reason) => {
+                    self.start_close(code, &reason);
+                    return Ok(());
+                }
+            }
+        }
+        self.callback(|h, ws| h.message(ws, message));
         Ok(())
     }
 
@@ -581,12 +611,18 @@ impl Engine {
             | Phase::Failing { deadline }
             | Phase::Done { deadline } => Some(deadline),
             Phase::Open => {
-                let idle = self.config.idle_timeout?;
-                Some(if self.ping_sent {
-                    self.last_read + idle
-                } else {
-                    self.last_read + idle / 2
-                })
+                let idle = self.config.idle_timeout.map(|idle| {
+                    if self.ping_sent {
+                        self.last_read + idle
+                    } else {
+                        self.last_read + idle / 2
+                    }
+                });
+                let timer = self.close_timer.as_ref().map(|timer| timer.at);
+                match (idle, timer) {
+                    (Some(idle), Some(timer)) => Some(idle.min(timer)),
+                    (idle, timer) => idle.or(timer),
+                }
             }
         }
     }
@@ -603,6 +639,19 @@ impl Engine {
                 self.abandon();
             }
             Phase::Open => {
+                if self
+                    .close_timer
+                    .as_ref()
+                    .is_some_and(|timer| now >= timer.at)
+                {
+                    if let Some(timer) = self.close_timer.take() {
+                        if let Some(last) = timer.last {
+                            self.push(last);
+                        }
+                        self.start_close(timer.code, &timer.reason);
+                    }
+                    return;
+                }
                 let Some(idle) = self.config.idle_timeout else {
                     return;
                 };

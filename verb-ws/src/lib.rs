@@ -46,7 +46,7 @@ mod socket;
 mod stats;
 mod upgrade;
 
-pub use attach::Attachment;
+pub use attach::{Attachment, Verdict};
 pub use config::{OverCapacity, WsConfig};
 pub use error::WsError;
 pub use handler::{ConnectionCount, WebSocketHandler, Ws};

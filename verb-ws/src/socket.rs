@@ -188,6 +188,16 @@ pub(crate) struct Outbox {
     pub(crate) wants_drain: bool,
     /// The peer is to be dropped without a close handshake.
     pub(crate) terminate: bool,
+    /// A change to the close timer: `Some(None)` cancels it.
+    pub(crate) close_timer: Option<Option<CloseTimer>>,
+}
+
+/// A close the engine performs at a deadline unless cancelled ([`WebSocket::close_after`]).
+pub(crate) struct CloseTimer {
+    pub(crate) at: tokio::time::Instant,
+    pub(crate) last: Option<Message>,
+    pub(crate) code: CloseCode,
+    pub(crate) reason: Box<str>,
 }
 
 impl Shared {
@@ -203,7 +213,7 @@ impl Shared {
         self.state.store(state, Ordering::Release);
     }
 
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         if !self.corked.load(Ordering::Acquire) {
             self.wake.notify_one();
         }
@@ -413,6 +423,45 @@ impl WebSocket {
             shared.set_state(CLOSING);
         }
         shared.wake.notify_one();
+    }
+
+    /// Closes the connection with `code` and `reason` once `after` has passed, unless
+    /// [`cancel_close_after`](Self::cancel_close_after) comes first; `last`, if any, is sent just
+    /// before the close frame. Replaces an earlier timer. For deadlines such as "authenticate within
+    /// 10 s" or "close after 5 minutes without a message" (set it again on each message).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use verb_ws::{CloseCode, Message, WebSocket, Ws};
+    /// let ws = Ws::new()
+    ///     .open(|ws: &WebSocket, _req| {
+    ///         let last = Message::text(r#"{"type":"auth_timeout"}"#);
+    ///         ws.close_after(Duration::from_secs(10), Some(last), CloseCode::POLICY_VIOLATION, "auth timeout");
+    ///     })
+    ///     .message(|ws: &WebSocket, _msg| ws.cancel_close_after());
+    /// # let _ = ws;
+    /// ```
+    pub fn close_after(
+        &self,
+        after: std::time::Duration,
+        last: Option<Message>,
+        code: impl Into<CloseCode>,
+        reason: &str,
+    ) {
+        let timer = CloseTimer {
+            at: tokio::time::Instant::now() + after,
+            last,
+            code: code.into(),
+            reason: reason.into(),
+        };
+        self.shared.lock().close_timer = Some(Some(timer));
+        self.shared.wake();
+    }
+
+    /// Cancels the timer set by [`close_after`](Self::close_after), if any.
+    pub fn cancel_close_after(&self) {
+        self.shared.lock().close_timer = Some(None);
+        self.shared.wake();
     }
 
     /// Drops the connection at once, without a closing handshake.

@@ -56,7 +56,7 @@ pub use verb_core::{
 #[doc(inline)]
 pub use verb_ws::{
     Attachment, CloseCode, ConnectionCount, Message, OverCapacity, PreparedMessage, ReadyState,
-    SendStatus, WebSocket, WebSocketHandler, Ws, WsConfig, WsError,
+    SendStatus, Verdict, WebSocket, WebSocketHandler, Ws, WsConfig, WsError,
 };
 
 #[doc(inline)]

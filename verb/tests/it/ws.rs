@@ -518,3 +518,67 @@ async fn attachments_run_before_the_callbacks_once_per_connection() {
         ]
     );
 }
+
+/// `close_after` closes with the given code after the delay, sending its last message first, unless
+/// cancelled; attachments can stop messages before the app sees them.
+#[tokio::test(start_paused = true)]
+async fn close_after_fires_unless_cancelled_and_attachments_gate_messages() {
+    struct Gate;
+    impl verb::Attachment for Gate {
+        fn message(&self, ws: &WebSocket, message: &Message) -> verb::Verdict {
+            match message.as_text() {
+                Some("blocked") => {
+                    ws.send_text("gate stopped it");
+                    verb::Verdict::Stop
+                }
+                Some("kick") => verb::Verdict::Close(CloseCode::POLICY_VIOLATION, "kicked".into()),
+                _ => verb::Verdict::Pass,
+            }
+        }
+    }
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .attach(Gate)
+            .open(|ws: &WebSocket, _req: &Request| {
+                ws.close_after(
+                    Duration::from_secs(5),
+                    Some(Message::text("time is up")),
+                    4000,
+                    "timer",
+                );
+            })
+            .message(|ws: &WebSocket, msg: Message| {
+                if msg.as_text() == Some("cancel") {
+                    ws.cancel_close_after();
+                }
+                ws.send(msg);
+            }),
+    );
+    let server = TestServer::start(app).await;
+    let mut waits = server.ws("/ws").await;
+    let mut cancels = server.ws("/ws").await;
+    cancels.send_text("cancel").await;
+    assert_eq!(cancels.recv_text().await, "cancel");
+    cancels.send_text("blocked").await;
+    assert_eq!(cancels.recv_text().await, "gate stopped it");
+
+    let started = tokio::time::Instant::now();
+    assert_eq!(waits.recv_text().await, "time is up");
+    assert_eq!(
+        waits.recv_close().await,
+        (CloseCode::from(4000), "timer".to_owned())
+    );
+    assert!(started.elapsed() >= Duration::from_secs(4));
+
+    // Well past the deadline, the cancelled one still works, until an attachment closes it.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    cancels.send_text("still here").await;
+    assert_eq!(cancels.recv_text().await, "still here");
+    cancels.send_text("kick").await;
+    assert_eq!(
+        cancels.recv_close().await,
+        (CloseCode::POLICY_VIOLATION, "kicked".to_owned())
+    );
+}
