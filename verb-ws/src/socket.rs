@@ -176,6 +176,7 @@ pub(crate) struct Shared {
     pub(crate) close_on_limit: bool,
     pub(crate) attachments: Attachments,
     pub(crate) metrics: Arc<WsMetrics>,
+    extensions: http::Extensions,
     data: Mutex<Option<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
 }
 
@@ -283,6 +284,7 @@ impl WebSocket {
         close_on_limit: bool,
         attachments: Attachments,
         metrics: Arc<WsMetrics>,
+        extensions: http::Extensions,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -298,6 +300,7 @@ impl WebSocket {
                 close_on_limit,
                 attachments,
                 metrics,
+                extensions,
                 data: Mutex::new(None),
             }),
         }
@@ -468,6 +471,12 @@ impl WebSocket {
     pub fn terminate(&self) {
         self.shared.lock().terminate = true;
         self.shared.wake.notify_one();
+    }
+
+    /// A value that middleware attached to the upgrade request (such as authenticated claims), kept
+    /// for the connection's whole life.
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.shared.extensions.get::<T>()
     }
 
     /// The endpoint's [`Attachment`] of type `T`, if it has one (see [`Ws::attach`](crate::Ws::attach)).

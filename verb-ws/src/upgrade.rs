@@ -149,6 +149,13 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
         .get::<Lifecycle>()
         .cloned()
         .unwrap_or_else(Lifecycle::detached);
+    // What middleware attached to the upgrade request (claims, ...) stays with the connection; the
+    // server's own lifecycle handle does not, and an empty set costs no allocation.
+    let mut extensions = req.extensions().clone();
+    extensions.remove::<Lifecycle>();
+    if extensions.is_empty() {
+        extensions = http::Extensions::new();
+    }
     let ws = WebSocket::new(
         req.remote_addr(),
         protocol.map(String::into_boxed_str),
@@ -156,6 +163,7 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
         config.close_on_backpressure_limit,
         endpoint.attachments.clone(),
         endpoint.metrics.get(),
+        extensions,
     );
     stats::upgrade(StatusCode::SWITCHING_PROTOCOLS);
     let handler = endpoint.handler.clone();

@@ -60,6 +60,12 @@ pub use verb_ws::{
 };
 
 #[doc(inline)]
+pub use verb_auth::{
+    Authenticated, Claims, ClaimsExt, HasRoles, InbandAuth, Jwt, JwtAuth, JwtError, KeyAlgorithm,
+    MessageRateLimit, RateLimit, TokenSource, require_role,
+};
+
+#[doc(inline)]
 pub use verb_rooms::{
     Backplane, BackplaneError, Delivery, MemoryBackplane, Node, Rooms, Scope, Target, Topics,
 };
@@ -101,9 +107,9 @@ pub fn create_server_with(protocol: ServerProtocol) -> App {
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::{
-        App, CloseCode, Delivery, Html, HttpError, IntoResponse, Json, Message, Method, Next,
-        Request, Response, Rooms, SendStatus, ServerConfig, ServerProtocol, StatusCode, Topics,
-        WebSocket, Ws, WsConfig, create_server, create_server_with,
+        App, Claims, ClaimsExt, CloseCode, Delivery, Html, HttpError, IntoResponse, Json, Message,
+        Method, Next, Request, Response, Rooms, SendStatus, ServerConfig, ServerProtocol,
+        StatusCode, Topics, WebSocket, Ws, WsConfig, create_server, create_server_with,
     };
 }
 

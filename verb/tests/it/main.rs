@@ -1,5 +1,6 @@
 //! Integration tests of the facade over real loopback sockets.
 
+mod auth;
 mod http;
 mod lifecycle;
 mod limits;

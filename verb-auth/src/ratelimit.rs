@@ -1,0 +1,373 @@
+//! Rate limiting with governor (GCRA): per client (or per key) for HTTP requests and WebSocket
+//! upgrades, per connection for WebSocket messages.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::json;
+use verb_core::{
+    BoxFuture, HeaderValue, HttpError, IntoResponse, Middleware, Next, Request, Response,
+    StatusCode,
+};
+use verb_ws::{Attachment, CloseCode, Message, Verdict, WebSocket};
+
+type KeyedLimiter =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type KeyFn = dyn Fn(&Request) -> Option<String> + Send + Sync;
+
+/// Checks between two sweeps of keys whose bucket is full again (so the store stays bounded by the
+/// clients active within one refill period).
+const SWEEP_EVERY: u64 = 1024;
+
+/// A rate: `count` events per `period`, with a burst (default: `count`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rate {
+    count: NonZeroU32,
+    period: Duration,
+    burst: NonZeroU32,
+}
+
+impl Rate {
+    fn new(count: u32, period: Duration) -> Self {
+        let count = NonZeroU32::new(count.max(1)).unwrap_or(NonZeroU32::MIN);
+        Self {
+            count,
+            period,
+            burst: count,
+        }
+    }
+
+    /// One cell every `period / count`.
+    fn interval(&self) -> Duration {
+        (self.period / self.count.get()).max(Duration::from_nanos(1))
+    }
+
+    fn quota(&self) -> Quota {
+        Quota::with_period(self.interval())
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(self.burst)
+    }
+}
+
+fn ceil_secs(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// Rate limiting middleware for HTTP routes and WebSocket upgrades: GCRA with a burst, keyed by client
+/// IP (or by a key of your choice, such as a user id from claims). Over the limit: `429` with a JSON
+/// body, `Retry-After`, and `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset`; allowed
+/// responses carry the `RateLimit-*` headers too. Keys whose bucket has refilled are swept, so the
+/// store holds only recently active clients.
+///
+/// `X-Forwarded-For` is ignored unless the direct peer is one of the [trusted
+/// proxies](Self::trust_proxies).
+///
+/// ```
+/// use verb_auth::RateLimit;
+///
+/// // The docs' login limit: 5 a minute per client IP, in a burst of at most 5.
+/// let login_limit = RateLimit::per_minute(5).burst(5);
+/// # let _ = login_limit;
+/// ```
+#[derive(Clone)]
+pub struct RateLimit {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rate: Rate,
+    limiter: KeyedLimiter,
+    key: Option<Arc<KeyFn>>,
+    trusted_proxies: Vec<IpAddr>,
+    checks: AtomicU64,
+}
+
+impl RateLimit {
+    fn with_rate(rate: Rate) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                rate,
+                limiter: RateLimiter::keyed(rate.quota()).with_middleware(),
+                key: None,
+                trusted_proxies: Vec::new(),
+                checks: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A copy with a changed configuration (and a fresh store: configure before serving).
+    fn rebuild(self, f: impl FnOnce(&mut Rate, &mut Option<Arc<KeyFn>>, &mut Vec<IpAddr>)) -> Self {
+        let mut rate = self.inner.rate;
+        let mut key = self.inner.key.clone();
+        let mut trusted_proxies = self.inner.trusted_proxies.clone();
+        f(&mut rate, &mut key, &mut trusted_proxies);
+        Self {
+            inner: Arc::new(Inner {
+                rate,
+                limiter: RateLimiter::keyed(rate.quota()).with_middleware(),
+                key,
+                trusted_proxies,
+                checks: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// `count` requests per second per client.
+    pub fn per_second(count: u32) -> Self {
+        Self::with_rate(Rate::new(count, Duration::from_secs(1)))
+    }
+
+    /// `count` requests per minute per client.
+    pub fn per_minute(count: u32) -> Self {
+        Self::with_rate(Rate::new(count, Duration::from_secs(60)))
+    }
+
+    /// `count` requests per `period` per client.
+    pub fn per(count: u32, period: Duration) -> Self {
+        Self::with_rate(Rate::new(count, period))
+    }
+
+    /// How many requests may come at once after a quiet spell.
+    ///
+    /// Default is the per-period count.
+    pub fn burst(self, burst: u32) -> Self {
+        self.rebuild(|rate, _, _| {
+            rate.burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        })
+    }
+
+    /// Limits by this key instead of the client IP (`None`: fall back to the IP), for instance a user
+    /// id from claims or an API key header.
+    pub fn key_by(self, key: impl Fn(&Request) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.rebuild(|_, slot, _| *slot = Some(Arc::new(key)))
+    }
+
+    /// Proxies whose `X-Forwarded-For` is believed: when the direct peer is one of them, the client is
+    /// the right-most address in that header that is not a trusted proxy.
+    ///
+    /// Default is none: the header is ignored.
+    pub fn trust_proxies(self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+        let proxies: Vec<IpAddr> = proxies.into_iter().collect();
+        self.rebuild(|_, _, trusted| *trusted = proxies)
+    }
+
+    /// The client address of `req`, honouring trusted proxies.
+    pub fn client_ip(&self, req: &Request) -> IpAddr {
+        let peer = req.remote_addr().ip();
+        if !self.inner.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        req.headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|item| item.trim().parse::<IpAddr>().ok())
+            .rev()
+            .find(|ip| !self.inner.trusted_proxies.contains(ip))
+            .unwrap_or(peer)
+    }
+
+    fn key(&self, req: &Request) -> String {
+        self.inner
+            .key
+            .as_ref()
+            .and_then(|key| key(req))
+            .unwrap_or_else(|| self.client_ip(req).to_string())
+    }
+
+    /// How many keys the store holds now.
+    pub fn tracked_keys(&self) -> usize {
+        self.inner.limiter.len()
+    }
+
+    fn sweep_now_and_then(&self) {
+        let checks = self.inner.checks.fetch_add(1, Ordering::Relaxed) + 1;
+        if checks % SWEEP_EVERY == 0 {
+            self.inner.limiter.retain_recent();
+            self.inner.limiter.shrink_to_fit();
+        }
+    }
+
+    fn headers(&self, response: &mut Response, remaining: u32, reset: Duration) {
+        let headers = response.headers_mut();
+        let mut set = |name: &'static str, value: u64| {
+            headers.insert(name, HeaderValue::from(value));
+        };
+        set("ratelimit-limit", u64::from(self.inner.rate.burst.get()));
+        set("ratelimit-remaining", u64::from(remaining));
+        set("ratelimit-reset", ceil_secs(reset));
+    }
+}
+
+impl Middleware for RateLimit {
+    fn call(&self, req: Request, next: Next) -> BoxFuture<Response> {
+        self.sweep_now_and_then();
+        let key = self.key(&req);
+        let interval = self.inner.rate.interval();
+        match self.inner.limiter.check_key(&key) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let used = self.inner.rate.burst.get().saturating_sub(remaining);
+                let reset = interval * used;
+                let this = self.clone();
+                Box::pin(async move {
+                    let mut response = next.run(req).await;
+                    this.headers(&mut response, remaining, reset);
+                    response
+                })
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let retry_after = ceil_secs(wait).max(1);
+                tracing::info!(key, path = req.path(), retry_after, "rate limited");
+                metrics::counter!("verb_rate_limited_total", "scope" => "http").increment(1);
+                let mut response = HttpError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("rate limit exceeded; retry in {retry_after} s"),
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from(retry_after));
+                self.headers(&mut response, 0, wait);
+                Box::pin(async move { response })
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("rate", &self.inner.rate)
+            .field("keyed_by_fn", &self.inner.key.is_some())
+            .field("trusted_proxies", &self.inner.trusted_proxies)
+            .field("tracked_keys", &self.tracked_keys())
+            .finish()
+    }
+}
+
+/// Per-connection limits on WebSocket messages, as an endpoint attachment: messages (and optionally
+/// bytes) per second with a burst. A message over the limit is refused with
+/// `{"type":"error","message":"Rate limit exceeded"}` and never reaches the app; after
+/// [`close_after`](Self::close_after) refusals in a row the connection is closed with 1008.
+///
+/// ```
+/// use verb_auth::MessageRateLimit;
+/// use verb_ws::Ws;
+///
+/// let chat = Ws::new().attach(
+///     MessageRateLimit::per_second(20)
+///         .burst(40)
+///         .bytes_per_second(256 * 1024)
+///         .close_after(50),
+/// );
+/// # let _ = chat;
+/// ```
+#[derive(Debug, Clone)]
+pub struct MessageRateLimit {
+    messages: Rate,
+    bytes: Option<Rate>,
+    close_after: Option<u32>,
+}
+
+/// One connection's buckets, kept in its data.
+struct ConnectionLimits {
+    messages: DefaultDirectRateLimiter,
+    bytes: Option<DefaultDirectRateLimiter>,
+    refused_in_a_row: u32,
+}
+
+impl MessageRateLimit {
+    /// `count` messages per second per connection (burst: `count`), refusing the rest without
+    /// closing.
+    pub fn per_second(count: u32) -> Self {
+        Self {
+            messages: Rate::new(count, Duration::from_secs(1)),
+            bytes: None,
+            close_after: None,
+        }
+    }
+
+    /// How many messages may come at once.
+    ///
+    /// Default is the per-second count.
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.messages.burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        self
+    }
+
+    /// Also limits payload bytes per second (burst: one second's worth).
+    pub fn bytes_per_second(mut self, bytes: u32) -> Self {
+        self.bytes = Some(Rate::new(bytes, Duration::from_secs(1)));
+        self
+    }
+
+    /// Closes with 1008 after `refusals` refused messages in a row (an allowed message resets the
+    /// count).
+    ///
+    /// Default: never close, only refuse.
+    pub fn close_after(mut self, refusals: u32) -> Self {
+        self.close_after = Some(refusals.max(1));
+        self
+    }
+}
+
+impl Attachment for MessageRateLimit {
+    fn opened(&self, ws: &WebSocket) {
+        ws.set_data(ConnectionLimits {
+            messages: RateLimiter::direct(self.messages.quota()),
+            bytes: self.bytes.map(|rate| RateLimiter::direct(rate.quota())),
+            refused_in_a_row: 0,
+        });
+    }
+
+    fn message(&self, ws: &WebSocket, message: &Message) -> Verdict {
+        let len = message.len();
+        let refusals = ws.with_data(|limits: &mut ConnectionLimits| {
+            let mut allowed = limits.messages.check().is_ok();
+            if allowed && let Some(bytes) = &limits.bytes {
+                let cells = NonZeroU32::new(u32::try_from(len).unwrap_or(u32::MAX));
+                allowed = match cells {
+                    // An empty message costs no bytes; one over the whole burst can never pass.
+                    None => true,
+                    Some(cells) => matches!(bytes.check_n(cells), Ok(Ok(()))),
+                };
+            }
+            if allowed {
+                limits.refused_in_a_row = 0;
+                None
+            } else {
+                limits.refused_in_a_row += 1;
+                Some(limits.refused_in_a_row)
+            }
+        });
+        let Some(Some(refusals)) = refusals else {
+            return Verdict::Pass;
+        };
+        metrics::counter!("verb_rate_limited_total", "scope" => "ws").increment(1);
+        if self.close_after.is_some_and(|limit| refusals >= limit) {
+            tracing::info!(id = ws.id(), peer = %ws.remote_addr(), refusals, "message flood: closing");
+            return Verdict::Close(
+                CloseCode::POLICY_VIOLATION,
+                "rate limit exceeded".to_owned(),
+            );
+        }
+        tracing::debug!(
+            id = ws.id(),
+            refusals,
+            "message over the rate limit refused"
+        );
+        ws.send_json(&json!({ "type": "error", "message": "Rate limit exceeded" }));
+        Verdict::Stop
+    }
+}
