@@ -3,6 +3,8 @@
 
 use clap::Args;
 
+pub mod accounts;
+
 /// The flags every example takes.
 #[derive(Debug, Clone, Args)]
 pub struct Common {

@@ -1,5 +1,6 @@
 //! The examples, run as processes the way users run them, checked against the catalogue.
 
+mod auth;
 mod http;
 mod rooms;
 mod secure;
