@@ -370,3 +370,120 @@ impl fmt::Debug for Jwt {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_pair(alg: &'static rcgen::SignatureAlgorithm) -> (String, String) {
+        let pair = rcgen::KeyPair::generate_for(alg).expect("key generation");
+        (pair.serialize_pem(), pair.public_key_pem())
+    }
+
+    /// ES256 and EdDSA from PEM: tokens round-trip, a verifier built from the public key alone cannot
+    /// sign, and another key pair's tokens are refused.
+    #[test]
+    fn asymmetric_keys_sign_and_verify() {
+        for (alg, which) in [
+            (KeyAlgorithm::Es256, &rcgen::PKCS_ECDSA_P256_SHA256),
+            (KeyAlgorithm::EdDsa, &rcgen::PKCS_ED25519),
+        ] {
+            let (private, public) = key_pair(which);
+            let signer = Jwt::from_pem(alg, Some(private.as_bytes()), public.as_bytes()).unwrap();
+            let verifier = Jwt::from_pem(alg, None, public.as_bytes()).unwrap();
+            let token = signer
+                .sign(&Claims::new("9", Duration::from_secs(60)))
+                .unwrap();
+            assert_eq!(
+                verifier.verify::<Claims>(&token).unwrap().sub,
+                "9",
+                "{alg:?}"
+            );
+            assert_eq!(
+                verifier.sign(&Claims::new("9", Duration::ZERO)),
+                Err(JwtError::CannotSign)
+            );
+
+            let (other_private, other_public) = key_pair(which);
+            let other = Jwt::from_pem(alg, Some(other_private.as_bytes()), other_public.as_bytes())
+                .unwrap();
+            let forged = other
+                .sign(&Claims::new("9", Duration::from_secs(60)))
+                .unwrap();
+            assert_eq!(
+                verifier.verify::<Claims>(&forged),
+                Err(JwtError::InvalidSignature)
+            );
+        }
+    }
+
+    /// The classic confusion: an HS256 token whose secret is the server's public key is refused by
+    /// an asymmetric verifier.
+    #[test]
+    fn algorithm_confusion_is_refused() {
+        let (_, public) = key_pair(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let verifier = Jwt::from_pem(KeyAlgorithm::Es256, None, public.as_bytes()).unwrap();
+        let confused = Jwt::hs256(public.as_bytes())
+            .sign(&Claims::new("1", Duration::from_secs(60)).with_role("admin"))
+            .unwrap();
+        assert_eq!(
+            verifier.verify::<Claims>(&confused),
+            Err(JwtError::WrongAlgorithm)
+        );
+    }
+
+    #[test]
+    fn keys_of_the_wrong_kind_are_invalid() {
+        let (_, ed_public) = key_pair(&rcgen::PKCS_ED25519);
+        assert!(matches!(
+            Jwt::from_pem(KeyAlgorithm::Rs256, None, ed_public.as_bytes()),
+            Err(JwtError::InvalidKey(_))
+        ));
+        assert!(matches!(
+            Jwt::from_pem(KeyAlgorithm::Es256, None, b"not a key"),
+            Err(JwtError::InvalidKey(_))
+        ));
+    }
+
+    /// `exp` is required; `iss`, `aud` and `nbf` are checked when configured or present.
+    #[test]
+    fn registered_claims_are_validated() {
+        let jwt = Jwt::hs256(b"0123456789abcdef0123456789abcdef");
+        let no_exp = jwt.sign(&serde_json::json!({ "sub": "1" })).unwrap();
+        assert_eq!(
+            jwt.verify::<Value>(&no_exp),
+            Err(JwtError::MissingClaim("exp".to_owned()))
+        );
+        // Typed `Claims` need `exp` to exist at all.
+        assert_eq!(jwt.verify::<Claims>(&no_exp), Err(JwtError::Malformed));
+        let mut future = Claims::new("1", Duration::from_secs(600));
+        future.nbf = Some(future.iat + 300);
+        let early = jwt.sign(&future).unwrap();
+        assert_eq!(jwt.verify::<Claims>(&early), Err(JwtError::NotYetValid));
+
+        let strict = jwt.clone().issuer("verb").audience("chat");
+        let mut claims = Claims::new("1", Duration::from_secs(60));
+        assert!(matches!(
+            strict.verify::<Claims>(&jwt.sign(&claims).unwrap()),
+            Err(JwtError::MissingClaim(_))
+        ));
+        claims.aud = Some("chat".to_owned());
+        claims.iss = Some("someone else".to_owned());
+        assert_eq!(
+            strict.verify::<Claims>(&jwt.sign(&claims).unwrap()),
+            Err(JwtError::InvalidIssuer)
+        );
+        claims.iss = Some("verb".to_owned());
+        claims.aud = Some("other".to_owned());
+        assert_eq!(
+            strict.verify::<Claims>(&jwt.sign(&claims).unwrap()),
+            Err(JwtError::InvalidAudience)
+        );
+        claims.aud = Some("chat".to_owned());
+        assert!(strict.verify::<Claims>(&jwt.sign(&claims).unwrap()).is_ok());
+        // Within the leeway, a just-expired token still passes.
+        let mut just = Claims::new("1", Duration::ZERO);
+        just.exp -= 2;
+        assert!(jwt.verify::<Claims>(&jwt.sign(&just).unwrap()).is_ok());
+    }
+}

@@ -371,3 +371,56 @@ impl Attachment for MessageRateLimit {
         Verdict::Stop
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(peer: &str, forwarded: Option<&str>) -> Request {
+        let mut builder = Request::builder().remote_addr(peer.parse().unwrap());
+        if let Some(forwarded) = forwarded {
+            builder = builder.header("x-forwarded-for", forwarded);
+        }
+        builder.build()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let plain = RateLimit::per_second(1);
+        assert_eq!(
+            plain.client_ip(&request("10.0.0.1:5000", Some("203.0.113.9"))),
+            ip("10.0.0.1")
+        );
+        let proxied = RateLimit::per_second(1).trust_proxies([ip("10.0.0.1"), ip("10.0.0.2")]);
+        // The right-most address that is not a trusted proxy: a client cannot spoof by prepending.
+        assert_eq!(
+            proxied.client_ip(&request(
+                "10.0.0.1:5000",
+                Some("1.2.3.4, 203.0.113.9, 10.0.0.2")
+            )),
+            ip("203.0.113.9")
+        );
+        // From an untrusted peer the header is ignored.
+        assert_eq!(
+            proxied.client_ip(&request("198.51.100.7:5000", Some("1.2.3.4"))),
+            ip("198.51.100.7")
+        );
+        // Garbage in the header falls back to the peer.
+        assert_eq!(
+            proxied.client_ip(&request("10.0.0.1:5000", Some("not an ip"))),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn rates_turn_into_quotas() {
+        let rate = Rate::new(5, Duration::from_secs(60));
+        assert_eq!(rate.interval(), Duration::from_secs(12));
+        assert_eq!(rate.burst.get(), 5);
+        // A zero count is treated as one, never a panic.
+        assert_eq!(Rate::new(0, Duration::from_secs(1)).count.get(), 1);
+        assert_eq!(ceil_secs(Duration::from_millis(1)), 1);
+        assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
+    }
+}
