@@ -12,8 +12,8 @@
 //! `{"type":"system","message":"A user has left the chat","userCount":n}`.
 
 use clap::Parser;
-use examples::{Common, send_error, str_field, timestamp};
-use serde_json::{Value, json};
+use examples::Common;
+use serde_json::json;
 use verb::prelude::*;
 
 #[derive(Debug, Parser)]
@@ -50,19 +50,9 @@ async fn main() -> anyhow::Result<()> {
                 }));
             })
             .message(move |ws: &WebSocket, msg: Message| {
-                let Ok(value) = msg.json::<Value>() else {
-                    return send_error(ws, "Invalid JSON format");
-                };
-                let text = match str_field(&value, "text") {
-                    Ok(text) => text,
-                    Err(problem) => return send_error(ws, &problem),
-                };
-                talked.everyone().except(ws).json(&json!({
-                    "type": "message",
-                    "sender": examples::username(&value, "username"),
-                    "text": text,
-                    "timestamp": timestamp(),
-                }));
+                if let Some(message) = examples::guide_chat_message(ws, &msg) {
+                    talked.everyone().except(ws).json(&message);
+                }
             })
             .close(move |_ws: &WebSocket, _code: CloseCode, _reason: &str| {
                 // The closed connection has already left the hub: everyone() is the others.

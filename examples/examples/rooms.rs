@@ -12,8 +12,8 @@
 //! `{"type":"system","message":"A user has left the room","userCount":n}`.
 
 use clap::Parser;
-use examples::{Common, send_error, str_field, timestamp};
-use serde_json::{Value, json};
+use examples::Common;
+use serde_json::json;
 use verb::prelude::*;
 
 #[derive(Debug, Parser)]
@@ -57,19 +57,9 @@ async fn main() -> anyhow::Result<()> {
                 let Some(RoomName(room)) = ws.data::<RoomName>() else {
                     return;
                 };
-                let Ok(value) = msg.json::<Value>() else {
-                    return send_error(ws, "Invalid JSON format");
-                };
-                let text = match str_field(&value, "text") {
-                    Ok(text) => text,
-                    Err(problem) => return send_error(ws, &problem),
-                };
-                talked.to(&room).except(ws).json(&json!({
-                    "type": "message",
-                    "sender": examples::username(&value, "username"),
-                    "text": text,
-                    "timestamp": timestamp(),
-                }));
+                if let Some(message) = examples::guide_chat_message(ws, &msg) {
+                    talked.to(&room).except(ws).json(&message);
+                }
             })
             .close(move |ws: &WebSocket, _code: CloseCode, _reason: &str| {
                 let Some(RoomName(room)) = ws.data::<RoomName>() else {

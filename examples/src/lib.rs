@@ -65,3 +65,25 @@ pub fn username(value: &serde_json::Value, field: &str) -> String {
         .unwrap_or("Anonymous")
         .to_owned()
 }
+
+/// The WebSockets guide's chat message `{"username":u,"text":x}` as the others receive it:
+/// `{"type":"message","sender":u or "Anonymous","text":x,"timestamp":t}`. Bad input is answered to
+/// `ws` (`Invalid JSON format`, or the missing field) and gives `None`.
+pub fn guide_chat_message(ws: &verb::WebSocket, msg: &verb::Message) -> Option<serde_json::Value> {
+    let Ok(value) = msg.json::<serde_json::Value>() else {
+        send_error(ws, "Invalid JSON format");
+        return None;
+    };
+    match str_field(&value, "text") {
+        Ok(text) => Some(serde_json::json!({
+            "type": "message",
+            "sender": username(&value, "username"),
+            "text": text,
+            "timestamp": timestamp(),
+        })),
+        Err(problem) => {
+            send_error(ws, &problem);
+            None
+        }
+    }
+}
