@@ -3,6 +3,8 @@
 //! - `cargo xtask ci`: everything CI checks, in the order CI runs it: formatting, Clippy with warnings
 //!   denied, every test (unit, integration, doc), and the docs with warnings denied. It first makes sure
 //!   the tools the checks need are present, installing what is missing, so it passes on a fresh machine.
+//! - `cargo xtask bench`: the benchmarks of `bench/` against Verb's examples (see [`mod@bench`] and
+//!   BENCHMARKS.md).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -11,10 +13,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
+
 fn main() -> Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("bench") => bench::bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             help();
             Ok(())
@@ -28,7 +33,8 @@ fn main() -> Result<()> {
 
 fn help() {
     eprintln!(
-        "usage: cargo xtask <task>\n\ntasks:\n  ci    fmt check, clippy -D warnings, all tests, docs -D warnings"
+        "usage: cargo xtask <task>\n\ntasks:\n  ci    fmt check, clippy -D warnings, all tests, docs -D warnings\n{}",
+        bench::HELP
     );
 }
 

@@ -1,0 +1,94 @@
+//! `bench-load`: the load generator of Verb's benchmarks (see the `verb_bench::load` module).
+//!
+//! Prints a human summary to stderr and one machine-readable `RESULT key=value ...` line to stdout,
+//! which `cargo xtask bench` reads.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use verb_bench::load::{self, Config, Mode};
+
+#[derive(Debug, Parser)]
+#[command(about = "WebSocket load generator: broadcast fan-out or echo, closed loop, one thread")]
+struct Cli {
+    /// The server, as HOST:PORT.
+    #[arg(long)]
+    addr: String,
+    /// Request path of the upgrade.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Which benchmark.
+    #[arg(long, value_enum, default_value_t = Mode::Broadcast)]
+    mode: Mode,
+    /// Subscribers (broadcast; plus one publisher) or connections (echo).
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Messages in flight: for the publisher (broadcast) or per connection (echo).
+    #[arg(long, default_value_t = 16)]
+    in_flight: usize,
+    /// Payload size in bytes (at least 17).
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Seconds under load before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    warmup_s: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    duration_s: f64,
+    /// The server's pid, to report its CPU time over the measured window.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The core the server is pinned to, to report how busy it is (softirq included).
+    #[arg(long)]
+    server_core: Option<usize>,
+    /// Seconds after which an incomplete message is given up on.
+    #[arg(long, default_value_t = 10.0)]
+    loss_timeout_s: f64,
+    /// Connections handshaking at once.
+    #[arg(long, default_value_t = 64)]
+    connect_batch: usize,
+    /// Seconds that connecting, and waiting for every connection to receive a broadcast, may take.
+    #[arg(long, default_value_t = 60.0)]
+    setup_timeout_s: f64,
+    /// Sleep in the poller when idle instead of spinning (then the server's CPU also pays for waking
+    /// the load generator, which on loopback is not small).
+    #[arg(long)]
+    no_spin: bool,
+}
+
+fn seconds(flag: &str, s: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .with_context(|| format!("--{flag} must be a number of seconds ≥ 0"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let addr: SocketAddr = cli
+        .addr
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {}", cli.addr))?
+        .next()
+        .with_context(|| format!("{} resolves to no address", cli.addr))?;
+    let config = Config {
+        addr,
+        path: cli.path,
+        mode: cli.mode,
+        connections: cli.connections,
+        in_flight: cli.in_flight,
+        payload: cli.payload,
+        warmup: seconds("warmup-s", cli.warmup_s)?,
+        duration: seconds("duration-s", cli.duration_s)?,
+        server_pid: cli.server_pid,
+        server_core: cli.server_core,
+        loss_timeout: seconds("loss-timeout-s", cli.loss_timeout_s)?,
+        connect_batch: cli.connect_batch,
+        setup_timeout: seconds("setup-timeout-s", cli.setup_timeout_s)?,
+        spin: !cli.no_spin,
+    };
+    let report = load::run(&config)?;
+    eprintln!("{}", report.summary());
+    println!("{}", report.result_line());
+    Ok(())
+}

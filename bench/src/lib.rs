@@ -1,0 +1,11 @@
+//! Verb's benchmark package: the peers Verb is measured against and the load generator that measures.
+//!
+//! - [`peer`]: what the axum servers share: the command line (`--host`, `--port`, 0 = a free port), the
+//!   `listening on http://HOST:PORT` line the harness waits for, and serving until SIGTERM or Ctrl-C.
+//! - [`load`]: the load generator behind the `bench-load` binary: one thread, raw sockets, pre-encoded
+//!   masked frames, closed loop, latency per message, CPU time of the server and of itself.
+//!
+//! The package stands outside Verb's workspace and is built only by `cargo xtask bench`.
+
+pub mod load;
+pub mod peer;

@@ -1,0 +1,502 @@
+//! The load generator: one thread, raw non-blocking sockets under one `mio` poller, pre-encoded masked
+//! frames, a closed loop of K messages in flight, and the latency of every delivery.
+//!
+//! Two modes:
+//! - [`Mode::Broadcast`]: N subscriber connections and one publisher connection. The publisher keeps K
+//!   messages in flight; a message is complete once every connection (the N subscribers and the
+//!   publisher itself, which the server also sends it to) has received it, and then the next one goes
+//!   out. A delivery is one message received by one connection.
+//! - [`Mode::Echo`]: N connections, each keeping K messages in flight to an echo server. A delivery is
+//!   one echoed message.
+//!
+//! Every message carries a sequence number and its send time (nanoseconds since this process started,
+//! so latency is simply receive time minus send time). Each connection checks that it receives every
+//! message exactly once and in order: skipped sequence numbers count as lost, repeated ones as
+//! duplicates, messages that never complete as timed out. Only deliveries inside the measured window
+//! (after the warmup) count, and the server's CPU time (from `/proc/PID/stat`) and the load
+//! generator's own are sampled at the edges of that window.
+
+mod broadcast;
+mod conn;
+mod echo;
+pub mod frame;
+pub mod handshake;
+pub mod procstat;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use mio::{Events, Interest, Poll, Token};
+
+use self::conn::Conn;
+
+/// Which benchmark to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// One publisher, N subscribers in one room: every message goes to every connection.
+    Broadcast,
+    /// N connections, each sending to an echo server and waiting for its own messages back.
+    Echo,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Broadcast => "broadcast",
+            Self::Echo => "echo",
+        }
+    }
+}
+
+/// What to run against which server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// Request path of the upgrade.
+    pub path: String,
+    /// Which benchmark.
+    pub mode: Mode,
+    /// Subscribers (broadcast) or connections (echo).
+    pub connections: usize,
+    /// Messages in flight: per publisher (broadcast) or per connection (echo).
+    pub in_flight: usize,
+    /// Payload size of each message in bytes.
+    pub payload: usize,
+    /// Time under load before measuring.
+    pub warmup: Duration,
+    /// Measured time.
+    pub duration: Duration,
+    /// The server's process id, to sample its CPU time.
+    pub server_pid: Option<u32>,
+    /// The core the server is pinned to, to sample how busy it is (softirq included).
+    pub server_core: Option<usize>,
+    /// A message not complete after this long is given up on (counted as timed out).
+    pub loss_timeout: Duration,
+    /// Connections handshaking at once while connecting.
+    pub connect_batch: usize,
+    /// How long connecting or syncing may take.
+    pub setup_timeout: Duration,
+    /// Poll without sleeping. On loopback the server's CPU pays for waking a sleeping client; a
+    /// spinning load generator is always awake, as remote clients would be from the server's view.
+    pub spin: bool,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The mode's name.
+    pub mode: &'static str,
+    /// Connections asked for (subscribers in broadcast mode, not counting the publisher).
+    pub connections: usize,
+    /// Connections that could not be opened.
+    pub failed: usize,
+    /// Connections the server closed (or that failed) during the run.
+    pub closed: usize,
+    /// Messages in flight.
+    pub in_flight: usize,
+    /// Payload size in bytes.
+    pub payload: usize,
+    /// Seconds spent connecting (and, in broadcast mode, until every connection received a probe).
+    pub setup_s: f64,
+    /// Length of the measured window in seconds.
+    pub window_s: f64,
+    /// Deliveries inside the window.
+    pub deliveries: u64,
+    /// Messages sent inside the window (publishes in broadcast mode).
+    pub sent: u64,
+    /// Messages completed inside the window (received by everyone in broadcast mode).
+    pub completed: u64,
+    /// Delivery latency, nanoseconds, inside the window.
+    pub latency: Histogram<u64>,
+    /// Messages a connection never received although later ones arrived, or whose connection closed.
+    pub lost: u64,
+    /// Messages a connection received again or out of order.
+    pub duplicates: u64,
+    /// Deliveries given up on after the loss timeout (broadcast) or connections stalled that long (echo).
+    pub timed_out: u64,
+    /// Data frames that were not this load generator's messages.
+    pub foreign: u64,
+    /// Server CPU time in the window, nanoseconds, if its pid was given and readable.
+    pub server_cpu_ns: Option<u64>,
+    /// Busy share of the server's core in the window (user, system, irq, softirq), if it was given.
+    pub server_core_busy: Option<f64>,
+    /// Busy time of the server's core in the window, nanoseconds, if it was given.
+    pub server_core_ns: Option<u64>,
+    /// The load generator's CPU time in the window, nanoseconds.
+    pub loadgen_cpu_ns: u64,
+    /// Share of the window the load generator's loop had work (not in polls that found nothing):
+    /// near 1.0 means the load generator may be the bottleneck.
+    pub loadgen_busy: f64,
+}
+
+impl Report {
+    /// Deliveries per second.
+    pub fn rate(&self) -> f64 {
+        self.deliveries as f64 / self.window_s.max(f64::EPSILON)
+    }
+
+    fn quantile_us(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1e3
+    }
+
+    /// The machine-readable summary: `RESULT key=value ...` on one line.
+    pub fn result_line(&self) -> String {
+        let mut line = String::from("RESULT");
+        let mut kv = |key: &str, value: String| {
+            let _ = write!(line, " {key}={value}");
+        };
+        kv("mode", self.mode.to_owned());
+        kv("connections", self.connections.to_string());
+        kv("failed", self.failed.to_string());
+        kv("closed", self.closed.to_string());
+        kv("in_flight", self.in_flight.to_string());
+        kv("payload", self.payload.to_string());
+        kv("setup_s", format!("{:.3}", self.setup_s));
+        kv("window_s", format!("{:.3}", self.window_s));
+        kv("deliveries", self.deliveries.to_string());
+        kv("deliveries_per_s", format!("{:.0}", self.rate()));
+        kv("sent", self.sent.to_string());
+        kv("completed", self.completed.to_string());
+        kv("p50_us", format!("{:.1}", self.quantile_us(0.50)));
+        kv("p90_us", format!("{:.1}", self.quantile_us(0.90)));
+        kv("p99_us", format!("{:.1}", self.quantile_us(0.99)));
+        kv("p999_us", format!("{:.1}", self.quantile_us(0.999)));
+        kv("max_us", format!("{:.1}", self.latency.max() as f64 / 1e3));
+        kv("lost", self.lost.to_string());
+        kv("duplicates", self.duplicates.to_string());
+        kv("timed_out", self.timed_out.to_string());
+        kv("foreign", self.foreign.to_string());
+        kv(
+            "server_cpu_ns",
+            self.server_cpu_ns
+                .map_or_else(|| "-".to_owned(), |ns| ns.to_string()),
+        );
+        kv(
+            "server_core_busy",
+            self.server_core_busy
+                .map_or_else(|| "-".to_owned(), |busy| format!("{busy:.3}")),
+        );
+        kv(
+            "server_core_ns",
+            self.server_core_ns
+                .map_or_else(|| "-".to_owned(), |ns| ns.to_string()),
+        );
+        kv("loadgen_cpu_ns", self.loadgen_cpu_ns.to_string());
+        kv("loadgen_busy", format!("{:.3}", self.loadgen_busy));
+        line
+    }
+
+    /// A few human-readable lines.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{} x{} (K={}, {} B): {:.0} deliveries/s over {:.2} s, latency p50 {:.0} µs p99 {:.0} µs max {:.0} µs",
+            self.mode,
+            self.connections,
+            self.in_flight,
+            self.payload,
+            self.rate(),
+            self.window_s,
+            self.quantile_us(0.5),
+            self.quantile_us(0.99),
+            self.latency.max() as f64 / 1e3,
+        );
+        let cores = |ns: u64| ns as f64 / 1e9 / self.window_s.max(f64::EPSILON);
+        if let Some(ns) = self.server_cpu_ns {
+            let per = ns as f64 / self.deliveries.max(1) as f64;
+            let _ = write!(
+                out,
+                "\n  server CPU {:.2} cores, {per:.0} ns/delivery",
+                cores(ns)
+            );
+        }
+        if let Some(busy) = self.server_core_busy {
+            let _ = write!(
+                out,
+                "; its core {:.0}% busy (softirq included)",
+                busy * 100.0
+            );
+        }
+        let _ = write!(
+            out,
+            "\n  load generator CPU {:.2} cores, busy {:.0}%; setup {:.2} s",
+            cores(self.loadgen_cpu_ns),
+            self.loadgen_busy * 100.0,
+            self.setup_s
+        );
+        let _ = write!(
+            out,
+            "\n  failed {} closed {} lost {} duplicates {} timed out {} foreign {}",
+            self.failed, self.closed, self.lost, self.duplicates, self.timed_out, self.foreign
+        );
+        out
+    }
+}
+
+/// Runs the benchmark `config` describes.
+pub fn run(config: &Config) -> anyhow::Result<Report> {
+    anyhow::ensure!(config.connections > 0, "--connections must be at least 1");
+    anyhow::ensure!(config.in_flight > 0, "--in-flight must be at least 1");
+    anyhow::ensure!(
+        (frame::MIN_PAYLOAD..=frame::MAX_PAYLOAD).contains(&config.payload),
+        "--payload must be within {}..={}",
+        frame::MIN_PAYLOAD,
+        frame::MAX_PAYLOAD
+    );
+    raise_fd_limit(config.connections + 64);
+    match config.mode {
+        Mode::Broadcast => broadcast::run(config),
+        Mode::Echo => echo::run(config),
+    }
+}
+
+/// Sockets under one poller, and what every mode shares.
+struct Net {
+    poll: Poll,
+    conns: Vec<Conn>,
+    /// `false` once a connection ended.
+    open: Vec<bool>,
+    failed: usize,
+    scratch: Vec<u8>,
+    start: Instant,
+}
+
+impl Net {
+    /// Opens `count` connections and registers them; fails if none could be opened.
+    fn connect(config: &Config, count: usize, start: Instant) -> anyhow::Result<Self> {
+        let poll = Poll::new().context("cannot create the poller")?;
+        let opened = handshake::open_many(
+            config.addr,
+            &config.path,
+            count,
+            config.connect_batch,
+            config.setup_timeout,
+        );
+        let mut conns = Vec::with_capacity(count);
+        let mut failed = 0;
+        let mut first_error = None;
+        for result in opened {
+            match result {
+                Ok(up) => conns.push(Conn::new(up.stream, up.leftover)),
+                Err(err) => {
+                    failed += 1;
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        if let Some(err) = &first_error {
+            eprintln!("bench-load: {failed} of {count} connections failed; first error: {err}");
+        }
+        if conns.is_empty() {
+            bail!("no connection could be opened to {}", config.addr);
+        }
+        for (i, conn) in conns.iter_mut().enumerate() {
+            poll.registry()
+                .register(
+                    conn.stream_mut(),
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .context("cannot register a socket")?;
+        }
+        let open = vec![true; conns.len()];
+        Ok(Self {
+            poll,
+            conns,
+            open,
+            failed,
+            scratch: vec![0; 1 << 18],
+            start,
+        })
+    }
+
+    /// Nanoseconds since the start.
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+}
+
+/// Longest sleep in the poller when not spinning, so timeouts are checked.
+const POLL_CAP: Duration = Duration::from_millis(50);
+
+/// What the edges of the measured window gave.
+struct Measured {
+    window_s: f64,
+    server_cpu_ns: Option<u64>,
+    server_core_busy: Option<f64>,
+    server_core_ns: Option<u64>,
+    loadgen_cpu_ns: u64,
+    loadgen_busy: f64,
+}
+
+/// CPU times at one edge of the window.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    server_ns: Option<u64>,
+    core: Option<procstat::CoreTimes>,
+    self_ns: u64,
+}
+
+/// The measured window: its edges, the CPU samples there, and how busy the event loop was inside.
+struct Window {
+    warm_end: Instant,
+    end: Instant,
+    server_pid: Option<u32>,
+    server_core: Option<usize>,
+    spin: bool,
+    measuring: bool,
+    started: Option<Sample>,
+    /// Time inside the window spent in polls that found nothing to do.
+    idle: Duration,
+}
+
+impl Window {
+    fn new(config: &Config, from: Instant) -> Self {
+        let warm_end = from + config.warmup;
+        Self {
+            warm_end,
+            end: warm_end + config.duration,
+            server_pid: config.server_pid,
+            server_core: config.server_core,
+            spin: config.spin,
+            measuring: false,
+            started: None,
+            idle: Duration::ZERO,
+        }
+    }
+
+    /// Starts measuring once the warmup is over; `true` while measuring.
+    fn tick(&mut self, now: Instant) -> bool {
+        if !self.measuring && now >= self.warm_end {
+            self.measuring = true;
+            self.started = Some(self.sample(now));
+        }
+        self.measuring
+    }
+
+    fn done(&self, now: Instant) -> bool {
+        now >= self.end
+    }
+
+    /// Waits for events: returns at once when spinning, else sleeps at most until the next edge of
+    /// the window (and [`POLL_CAP`]). Time in polls that found nothing counts as idle.
+    fn poll(&mut self, poll: &mut Poll, events: &mut Events) -> std::io::Result<()> {
+        let before = Instant::now();
+        let timeout = if self.spin {
+            Duration::ZERO
+        } else {
+            let edge = if self.measuring {
+                self.end
+            } else {
+                self.warm_end
+            };
+            edge.saturating_duration_since(before).min(POLL_CAP)
+        };
+        match poll.poll(events, Some(timeout)) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => events.clear(),
+            Err(err) => return Err(err),
+        }
+        if events.is_empty() && self.measuring {
+            self.idle += before.elapsed();
+        }
+        Ok(())
+    }
+
+    /// Closes the window at `now`.
+    fn finish(&self, now: Instant) -> Measured {
+        let Some(start) = self.started else {
+            return Measured {
+                window_s: 0.0,
+                server_cpu_ns: None,
+                server_core_busy: None,
+                server_core_ns: None,
+                loadgen_cpu_ns: 0,
+                loadgen_busy: 0.0,
+            };
+        };
+        let end = self.sample(now);
+        let window = end.at - start.at;
+        Measured {
+            window_s: window.as_secs_f64(),
+            server_cpu_ns: start
+                .server_ns
+                .zip(end.server_ns)
+                .map(|(a, b)| b.saturating_sub(a)),
+            server_core_busy: start.core.zip(end.core).map(|(a, b)| {
+                let busy = b.busy_ns.saturating_sub(a.busy_ns) as f64;
+                busy / (b.total_ns.saturating_sub(a.total_ns) as f64).max(1.0)
+            }),
+            server_core_ns: start
+                .core
+                .zip(end.core)
+                .map(|(a, b)| b.busy_ns.saturating_sub(a.busy_ns)),
+            loadgen_cpu_ns: end.self_ns.saturating_sub(start.self_ns),
+            loadgen_busy: 1.0 - self.idle.as_secs_f64() / window.as_secs_f64().max(f64::EPSILON),
+        }
+    }
+
+    fn sample(&self, at: Instant) -> Sample {
+        Sample {
+            at,
+            server_ns: self.server_cpu(),
+            core: self
+                .server_core
+                .and_then(|cpu| match procstat::core_ns(cpu) {
+                    Ok(times) => Some(times),
+                    Err(err) => {
+                        eprintln!("bench-load: cannot read the times of core {cpu}: {err}");
+                        None
+                    }
+                }),
+            self_ns: procstat::self_cpu_ns().unwrap_or(0),
+        }
+    }
+
+    fn server_cpu(&self) -> Option<u64> {
+        let pid = self.server_pid?;
+        match procstat::cpu_ns(pid) {
+            Ok(ns) => Some(ns),
+            Err(err) => {
+                eprintln!("bench-load: cannot read the CPU time of pid {pid}: {err}");
+                None
+            }
+        }
+    }
+}
+
+/// A latency histogram in nanoseconds, 1 µs to 100 s at three significant figures.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1_000, 100_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Raises the soft limit on open files towards `want` (up to the hard limit).
+fn raise_fd_limit(want: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own and pass by pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let want = want as libc::rlim_t;
+    if limit.rlim_cur >= want {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads the struct we own and pass by pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 || limit.rlim_max < want {
+        eprintln!(
+            "bench-load: open-file limit {} is below the {want} this run needs",
+            limit.rlim_max
+        );
+    }
+}
