@@ -38,6 +38,12 @@ pub trait Backplane: Send + Sync + 'static {
     /// A publish made on this node (already delivered here), to forward to the other nodes. Must not
     /// block: queue it and return.
     fn publish(&self, scope: Scope<'_>, message: &Message);
+
+    /// The number of local members of `room` changed (a join or a leave on this node), for
+    /// backplanes that keep presence across nodes. Must not block. The default does nothing.
+    fn membership_changed(&self, room: &str) {
+        let _ = room;
+    }
 }
 
 /// A hub as a backplane sees it: where remote publishes are delivered. Holds the hub weakly, so a
@@ -69,6 +75,29 @@ impl Node {
         self.hub.strong_count() > 0
     }
 
+    /// How many local connections are in `room` (0 if the hub is gone).
+    pub fn size(&self, room: &str) -> usize {
+        self.hub
+            .upgrade()
+            .map_or(0, |inner| Rooms { inner }.size(room))
+    }
+
+    /// Every room with local members, with its local size.
+    pub fn rooms(&self) -> Vec<(String, usize)> {
+        let Some(inner) = self.hub.upgrade() else {
+            return Vec::new();
+        };
+        let rooms = Rooms { inner };
+        rooms
+            .rooms()
+            .into_iter()
+            .map(|room| {
+                let size = rooms.size(&room);
+                (room, size)
+            })
+            .collect()
+    }
+
     /// Delivers a publish from another node to the members of `scope` on this node, without forwarding
     /// it again.
     pub fn deliver(&self, scope: Scope<'_>, message: &Message) -> Delivery {
@@ -96,6 +125,12 @@ pub enum BackplaneError {
     /// The hub already has a backplane.
     #[error("this hub already has a backplane")]
     AlreadySet,
+    /// The backplane's address is not valid.
+    #[error("invalid backplane address: {0}")]
+    InvalidAddress(String),
+    /// The backplane's broker cannot be reached or refused a request.
+    #[error("backplane unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A backplane linking the hubs of one process, as if each were a node: a publish on one hub reaches

@@ -210,6 +210,9 @@ impl Rooms {
             conn.rooms.push(joined);
         }
         tracing::trace!(room, id = ws.id(), "joined");
+        if let Some(backplane) = self.inner.backplane.get() {
+            backplane.membership_changed(room);
+        }
         self.run_hook(&self.inner.on_join, room, ws);
         true
     }
@@ -269,6 +272,9 @@ impl Rooms {
         };
         if emptied {
             self.forget_room(room);
+        }
+        if let Some(backplane) = self.inner.backplane.get() {
+            backplane.membership_changed(&room.name);
         }
         tracing::trace!(room = %room.name, id = ws.id(), "left");
     }

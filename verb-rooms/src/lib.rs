@@ -49,11 +49,15 @@
 mod backplane;
 mod delivery;
 mod hub;
+#[cfg(feature = "redis")]
+mod redis;
 mod topics;
 
 pub use backplane::{Backplane, BackplaneError, MemoryBackplane, Node, Scope};
 pub use delivery::{Delivery, Target};
 pub use hub::Rooms;
+#[cfg(feature = "redis")]
+pub use redis::RedisBackplane;
 pub use topics::Topics;
 
 #[doc(no_inline)]

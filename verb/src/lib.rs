@@ -65,6 +65,9 @@ pub use verb_auth::{
     MessageRateLimit, RateLimit, TokenSource, require_role,
 };
 
+#[cfg(feature = "redis")]
+#[doc(inline)]
+pub use verb_rooms::RedisBackplane;
 #[doc(inline)]
 pub use verb_rooms::{
     Backplane, BackplaneError, Delivery, MemoryBackplane, Node, Rooms, Scope, Target, Topics,

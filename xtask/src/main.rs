@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask ci`: everything CI checks, in the order CI runs it: formatting, Clippy with warnings
 //!   denied, every test (unit, integration, doc), and the docs with warnings denied. It first makes sure
-//!   the tools the checks need are present, installing what is missing, so it passes on a fresh machine.
+//!   the tools the checks need are present (rustfmt, clippy, `redis-server` for the multi-node tests),
+//!   installing what is missing, so it passes on a fresh machine.
 //! - `cargo xtask bench`: the benchmarks of `bench/` against Verb's examples (see [`mod@bench`] and
 //!   BENCHMARKS.md).
 
@@ -49,6 +50,7 @@ fn root() -> PathBuf {
 fn ci() -> Result<()> {
     let started = Instant::now();
     ensure_rust_components()?;
+    ensure_redis_server()?;
 
     step("format", cargo(&["fmt", "--all", "--", "--check"]))?;
     step(
@@ -93,6 +95,50 @@ fn step(name: &str, mut cmd: Command) -> Result<()> {
     }
     eprintln!("==> {name}: ok in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The multi-node tests run their own `redis-server` (one per test, on a free port); install Debian's
+/// package when the binary is absent.
+fn ensure_redis_server() -> Result<()> {
+    let present = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .map(|out| out.status.success())
+        .unwrap_or(false);
+    if present {
+        return Ok(());
+    }
+    eprintln!("==> installing redis-server (apt-get)");
+    let sudo = if is_root() { None } else { Some("sudo") };
+    let apt = |args: &[&str]| -> Result<()> {
+        let mut cmd = match sudo {
+            Some(sudo) => {
+                let mut cmd = Command::new(sudo);
+                cmd.arg("apt-get");
+                cmd
+            }
+            None => Command::new("apt-get"),
+        };
+        let status = cmd
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("cannot run apt-get to install redis-server")?;
+        if !status.success() {
+            bail!("apt-get {} failed ({status})", args.join(" "));
+        }
+        Ok(())
+    };
+    apt(&["update", "-q"])?;
+    apt(&["install", "-y", "-q", "redis-server"])
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 /// rustfmt and clippy ship as rustup components; a minimal toolchain may lack them.

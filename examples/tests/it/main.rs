@@ -1,6 +1,7 @@
 //! The examples, run as processes the way users run them, checked against the catalogue.
 
 mod auth;
+mod cluster;
 mod http;
 mod rooms;
 mod secure;

@@ -1,0 +1,477 @@
+//! The Redis backplane: rooms, topics and direct messages across server processes.
+//!
+//! Wire: every node `PSUBSCRIBE`s one pattern, `{prefix}:*`, on one connection; a publish is one
+//! `PUBLISH` to `{prefix}:r:{room}`, `{prefix}:a` (everyone) or `{prefix}:u:{user}`, whose payload is
+//! encoded once: a kind byte (text or binary), the publishing node's id (8 bytes), then the message.
+//! A node skips its own publishes (it delivered them locally already).
+//!
+//! Presence: each node keeps, in the hash `{prefix}:presence:{room}`, a field per node with its local
+//! member count, and a liveness key `{prefix}:node:{id}` that expires 15 s after its last heartbeat
+//! (every 5 s, which also rewrites all its counts). A crashed node's counts stop counting when its
+//! liveness key expires, and are removed by the next reader.
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use tokio::sync::{OnceCell, mpsc, watch};
+use verb_ws::Message;
+
+use crate::backplane::{Backplane, BackplaneError, Node, Scope};
+
+const KIND_TEXT: u8 = 0;
+const KIND_BINARY: u8 = 1;
+/// Publishes waiting for the Redis connection; beyond this, new ones are dropped (and counted).
+const QUEUE: usize = 65_536;
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const ALIVE_FOR_S: u64 = 15;
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A [`Backplane`] on Redis pub/sub, with presence counts across nodes (feature `redis`).
+///
+/// Delivery between nodes is at most once: while Redis is unreachable the node keeps serving its
+/// own connections, publishes made meanwhile are dropped (counted by [`lost`](Self::lost) and the
+/// `verb_backplane_lost_total` metric), and the node reconnects with backoff and resubscribes.
+///
+/// ```no_run
+/// use verb_rooms::{RedisBackplane, Rooms};
+///
+/// # async fn run() -> Result<(), verb_rooms::BackplaneError> {
+/// let rooms = Rooms::new();
+/// let redis = RedisBackplane::new("redis://127.0.0.1:6379")?;
+/// rooms.set_backplane(redis.clone())?; // inside a Tokio runtime: it starts its tasks
+/// rooms.publish("news", "reaches the subscribers of every node");
+/// let everywhere = redis.room_size("news").await?;
+/// # let _ = everywhere;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackplane {
+    inner: Arc<Inner>,
+    /// Dropped with the last handle (the hub holds one): the tasks, which hold only `inner`, stop.
+    _stop: Arc<watch::Sender<()>>,
+}
+
+struct Inner {
+    client: redis::Client,
+    prefix: String,
+    node_id: u64,
+    commands: mpsc::Sender<Command>,
+    /// Taken by `start`.
+    queue: std::sync::Mutex<Option<mpsc::Receiver<Command>>>,
+    connection: OnceCell<ConnectionManager>,
+    node: OnceLock<Node>,
+    lost: AtomicU64,
+    stopped: watch::Receiver<()>,
+}
+
+enum Command {
+    Publish { channel: Vec<u8>, payload: Vec<u8> },
+    Presence(String),
+    Heartbeat,
+}
+
+impl RedisBackplane {
+    /// A backplane for the Redis at `url` (`redis://host:port/db`), with the channel prefix `verb`.
+    /// Nothing connects until the backplane is set on a hub.
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError::InvalidAddress`] for a malformed URL.
+    pub fn new(url: &str) -> Result<Self, BackplaneError> {
+        Self::with_prefix(url, "verb")
+    }
+
+    /// As [`new`](Self::new), with another prefix for channel and key names (to share one Redis
+    /// between applications).
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError::InvalidAddress`] for a malformed URL.
+    pub fn with_prefix(url: &str, prefix: &str) -> Result<Self, BackplaneError> {
+        let client = redis::Client::open(url)
+            .map_err(|err| BackplaneError::InvalidAddress(format!("{url}: {err}")))?;
+        let (commands, queue) = mpsc::channel(QUEUE);
+        let (stop, stopped) = watch::channel(());
+        let node_id = std::collections::hash_map::RandomState::new()
+            .hash_one((std::process::id(), std::time::SystemTime::now()));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                prefix: prefix.to_owned(),
+                node_id,
+                commands,
+                queue: std::sync::Mutex::new(Some(queue)),
+                connection: OnceCell::new(),
+                node: OnceLock::new(),
+                lost: AtomicU64::new(0),
+                stopped,
+            }),
+            _stop: Arc::new(stop),
+        })
+    }
+
+    /// This node's id on the backplane (random per start).
+    pub fn node_id(&self) -> u64 {
+        self.inner.node_id
+    }
+
+    /// Publishes dropped because Redis was unreachable (or the queue to it was full).
+    pub fn lost(&self) -> u64 {
+        self.inner.lost.load(Ordering::Relaxed)
+    }
+
+    /// The members of `room` on every live node: this node's count (exact) plus the counts other
+    /// nodes last reported.
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError::Unavailable`] when Redis cannot be reached.
+    pub async fn room_size(&self, room: &str) -> Result<usize, BackplaneError> {
+        let inner = &self.inner;
+        let local = inner.node.get().map_or(0, |node| node.size(room));
+        let mut conn = inner.connection().await?;
+        let key = inner.presence_key(room);
+        let counts: Vec<(u64, usize)> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let others: Vec<(u64, usize)> = counts
+            .into_iter()
+            .filter(|(node, _)| *node != inner.node_id)
+            .collect();
+        if others.is_empty() {
+            return Ok(local);
+        }
+        let alive_keys: Vec<String> = others
+            .iter()
+            .map(|(node, _)| inner.alive_key(*node))
+            .collect();
+        let alive: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&alive_keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut total = local;
+        for ((node, count), alive) in others.iter().zip(alive) {
+            if alive.is_some() {
+                total += count;
+            } else {
+                // A node that stopped heartbeating: forget its count.
+                let _: Result<(), _> = redis::cmd("HDEL")
+                    .arg(&key)
+                    .arg(node)
+                    .query_async(&mut conn)
+                    .await;
+            }
+        }
+        Ok(total)
+    }
+}
+
+fn unavailable(err: redis::RedisError) -> BackplaneError {
+    BackplaneError::Unavailable(err.to_string())
+}
+
+impl Inner {
+    fn channel(&self, scope: Scope<'_>) -> Vec<u8> {
+        match scope {
+            Scope::Room(room) => format!("{}:r:{room}", self.prefix),
+            Scope::Everyone => format!("{}:a", self.prefix),
+            Scope::User(user) => format!("{}:u:{user}", self.prefix),
+        }
+        .into_bytes()
+    }
+
+    fn scope<'a>(&self, channel: &'a [u8]) -> Option<Scope<'a>> {
+        let channel = std::str::from_utf8(channel).ok()?;
+        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(':')?;
+        if rest == "a" {
+            return Some(Scope::Everyone);
+        }
+        if let Some(room) = rest.strip_prefix("r:") {
+            return Some(Scope::Room(room));
+        }
+        rest.strip_prefix("u:").map(Scope::User)
+    }
+
+    fn presence_key(&self, room: &str) -> String {
+        format!("{}:presence:{room}", self.prefix)
+    }
+
+    fn alive_key(&self, node: u64) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, BackplaneError> {
+        self.connection
+            .get_or_try_init(|| self.client.get_connection_manager())
+            .await
+            .cloned()
+            .map_err(unavailable)
+    }
+
+    fn lose(&self, what: &str, err: &dyn fmt::Display) {
+        let lost = self.lost.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::counter!("verb_backplane_lost_total").increment(1);
+        // One line per outage rather than one per message.
+        if lost.is_power_of_two() {
+            tracing::warn!(lost, error = %err, "Redis backplane: {what} dropped (at most once delivery)");
+        }
+    }
+
+    fn enqueue(&self, command: Command) {
+        if let Err(err) = self.commands.try_send(command) {
+            self.lose("publish", &err);
+        }
+    }
+}
+
+fn encode(node_id: u64, message: &Message) -> Vec<u8> {
+    let (kind, bytes): (u8, &[u8]) = match message {
+        Message::Text(text) => (KIND_TEXT, text.as_bytes()),
+        Message::Binary(bytes) => (KIND_BINARY, bytes),
+    };
+    let mut payload = Vec::with_capacity(9 + bytes.len());
+    payload.push(kind);
+    payload.extend_from_slice(&node_id.to_be_bytes());
+    payload.extend_from_slice(bytes);
+    payload
+}
+
+fn decode(payload: &[u8]) -> Option<(u64, Message)> {
+    let (&kind, rest) = payload.split_first()?;
+    let (node, body) = rest.split_first_chunk::<8>()?;
+    let message = match kind {
+        KIND_TEXT => Message::text(String::from_utf8(body.to_vec()).ok()?),
+        KIND_BINARY => Message::binary(body.to_vec()),
+        _ => return None,
+    };
+    Some((u64::from_be_bytes(*node), message))
+}
+
+/// Sends queued commands to Redis, in order; commands that fail are dropped and counted.
+async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Command>) {
+    let mut stopped = inner.stopped.clone();
+    loop {
+        let command = tokio::select! {
+            _ = stopped.changed() => return,
+            command = queue.recv() => command,
+        };
+        let Some(command) = command else { return };
+        let Some(node) = inner.node.get().cloned() else {
+            continue;
+        };
+        let mut conn = match inner.connection().await {
+            Ok(conn) => conn,
+            Err(err) => {
+                if matches!(command, Command::Publish { .. }) {
+                    inner.lose("publish", &err);
+                }
+                continue;
+            }
+        };
+        let result = match command {
+            Command::Publish { channel, payload } => {
+                let sent: Result<(), _> = redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(payload)
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(err) = &sent {
+                    inner.lose("publish", err);
+                }
+                continue;
+            }
+            Command::Presence(room) => {
+                let mut pipe = redis::pipe();
+                presence(&inner, &mut pipe, &room, node.size(&room));
+                pipe.query_async::<()>(&mut conn).await
+            }
+            Command::Heartbeat => {
+                let mut pipe = redis::pipe();
+                pipe.cmd("SET")
+                    .arg(inner.alive_key(inner.node_id))
+                    .arg(1)
+                    .arg("EX")
+                    .arg(ALIVE_FOR_S)
+                    .ignore();
+                for (room, size) in node.rooms() {
+                    presence(&inner, &mut pipe, &room, size);
+                }
+                pipe.query_async::<()>(&mut conn).await
+            }
+        };
+        if let Err(err) = result {
+            tracing::debug!(error = %err, "Redis backplane: presence update failed; the next heartbeat repeats it");
+        }
+    }
+}
+
+fn presence(inner: &Inner, pipe: &mut redis::Pipeline, room: &str, size: usize) {
+    let key = inner.presence_key(room);
+    if size == 0 {
+        pipe.cmd("HDEL").arg(key).arg(inner.node_id).ignore();
+    } else {
+        pipe.cmd("HSET")
+            .arg(key)
+            .arg(inner.node_id)
+            .arg(size)
+            .ignore();
+    }
+}
+
+/// Receives every node's publishes on one pattern subscription and delivers the others' locally;
+/// reconnects with backoff when the link breaks.
+async fn subscriber(inner: Arc<Inner>, node: Node) {
+    let mut stopped = inner.stopped.clone();
+    let pattern = format!("{}:*", inner.prefix);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let session = async {
+            let mut pubsub = inner.client.get_async_pubsub().await?;
+            pubsub.psubscribe(&pattern).await?;
+            tracing::info!(node = inner.node_id, %pattern, "Redis backplane subscribed");
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = tokio::select! {
+            _ = stopped.changed() => return,
+            session = session => session,
+        };
+        match pubsub {
+            Ok(pubsub) => {
+                backoff = Duration::from_millis(100);
+                // Presence may have been lost with Redis: restore it now rather than at the next beat.
+                inner.enqueue(Command::Heartbeat);
+                let mut messages = pubsub.into_on_message();
+                loop {
+                    let message = tokio::select! {
+                        _ = stopped.changed() => return,
+                        message = messages.next() => message,
+                    };
+                    let Some(message) = message else { break };
+                    if !node.is_alive() {
+                        return;
+                    }
+                    let channel: Vec<u8> = message.get_channel().unwrap_or_default();
+                    let (Some(scope), Some((from, body))) =
+                        (inner.scope(&channel), decode(message.get_payload_bytes()))
+                    else {
+                        tracing::debug!("Redis backplane: ignored a message it cannot read");
+                        continue;
+                    };
+                    if from != inner.node_id {
+                        node.deliver(scope, &body);
+                    }
+                }
+                tracing::warn!(
+                    node = inner.node_id,
+                    "Redis backplane: subscription lost; reconnecting"
+                );
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in = ?backoff, "Redis backplane: cannot subscribe");
+            }
+        }
+        tokio::select! {
+            _ = stopped.changed() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn heartbeat(inner: Arc<Inner>) {
+    let mut stopped = inner.stopped.clone();
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = tick.tick() => inner.enqueue(Command::Heartbeat),
+        }
+    }
+}
+
+impl Backplane for RedisBackplane {
+    fn start(&self, node: Node) {
+        let inner = &self.inner;
+        if inner.node.set(node.clone()).is_err() {
+            tracing::error!(
+                "a RedisBackplane was set on two hubs; give each hub its own backplane"
+            );
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("RedisBackplane must be set on a hub from inside a Tokio runtime");
+            return;
+        };
+        let Some(queue) = inner.queue.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let shared = Arc::clone(inner);
+        runtime.spawn(writer(Arc::clone(&shared), queue));
+        runtime.spawn(subscriber(Arc::clone(&shared), node));
+        runtime.spawn(heartbeat(shared));
+    }
+
+    fn publish(&self, scope: Scope<'_>, message: &Message) {
+        let inner = &self.inner;
+        inner.enqueue(Command::Publish {
+            channel: inner.channel(scope),
+            payload: encode(inner.node_id, message),
+        });
+    }
+
+    fn membership_changed(&self, room: &str) {
+        self.inner.enqueue(Command::Presence(room.to_owned()));
+    }
+}
+
+impl fmt::Debug for RedisBackplane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackplane")
+            .field("prefix", &self.inner.prefix)
+            .field("node_id", &self.inner.node_id)
+            .field("lost", &self.lost())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_and_junk_is_refused() {
+        for message in [Message::text("héllo"), Message::binary(vec![0u8, 255, 7])] {
+            let (node, back) = decode(&encode(42, &message)).unwrap();
+            assert_eq!((node, back), (42, message));
+        }
+        assert!(decode(b"").is_none());
+        assert!(decode(&[KIND_TEXT, 0, 0]).is_none());
+        assert!(decode(&[9, 0, 0, 0, 0, 0, 0, 0, 0]).is_none());
+        let mut bad_utf8 = encode(1, &Message::text("x"));
+        bad_utf8.push(0xff);
+        assert!(decode(&bad_utf8).is_none());
+    }
+
+    #[test]
+    fn channels_map_to_scopes() {
+        let backplane = RedisBackplane::with_prefix("redis://127.0.0.1:1", "app").unwrap();
+        let inner = &backplane.inner;
+        for scope in [Scope::Room("a:b room"), Scope::Everyone, Scope::User("42")] {
+            assert_eq!(inner.scope(&inner.channel(scope)), Some(scope));
+        }
+        assert_eq!(inner.scope(b"other:r:x"), None);
+        assert!(matches!(
+            RedisBackplane::new("not a url"),
+            Err(BackplaneError::InvalidAddress(_))
+        ));
+    }
+}
