@@ -519,6 +519,11 @@ impl Rooms {
         Ok(())
     }
 
+    /// Whether the hub has a backplane.
+    pub fn has_backplane(&self) -> bool {
+        self.inner.backplane.get().is_some()
+    }
+
     /// Queues `frame` on every connection in `scope` but `except`; this node only.
     pub(crate) fn fan_out(
         &self,

@@ -363,6 +363,25 @@ impl App {
         }))
     }
 
+    /// With the `redis` feature: when `VERB_REDIS_URL` is set and the hub has no backplane yet, rooms
+    /// span every process that uses the same Redis.
+    #[cfg(feature = "redis")]
+    fn redis_from_env(&self) -> Result<(), Error> {
+        let Ok(url) = std::env::var("VERB_REDIS_URL") else {
+            return Ok(());
+        };
+        if self.rooms.has_backplane() {
+            return Ok(());
+        }
+        let invalid = |_| Error::Unsupported {
+            protocol: "VERB_REDIS_URL",
+            reason: "not a valid redis:// URL",
+        };
+        let backplane = verb_rooms::RedisBackplane::new(&url).map_err(invalid)?;
+        tracing::info!(%url, node = backplane.node_id(), "rooms span nodes through Redis (VERB_REDIS_URL)");
+        self.rooms.set_backplane(backplane).map_err(invalid)
+    }
+
     /// A live view of the app's WebSockets and rooms, for a JSON status endpoint.
     pub fn stats(&self) -> Stats {
         Stats {
@@ -460,6 +479,8 @@ impl App {
     ///
     /// [`Error::Unsupported`] for a TLS protocol without [`tls`](Self::tls).
     pub fn into_server(self) -> Result<Server, Error> {
+        #[cfg(feature = "redis")]
+        self.redis_from_env()?;
         let tls = self.tls.clone();
         let (handler, config, protocol) = self.into_parts();
         let server = Server::from_boxed(handler).config(config);

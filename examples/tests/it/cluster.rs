@@ -290,3 +290,36 @@ async fn traffic_resumes_after_redis_restarts() {
     .await;
     assert_eq!(rooms_a.size("r"), 1);
 }
+
+/// Any app becomes a node with `VERB_REDIS_URL`: two `rooms` processes, no code change, share rooms.
+#[tokio::test]
+async fn verb_redis_url_makes_any_app_a_node() {
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let env = [("VERB_REDIS_URL", url.as_str())];
+    let a = Example::start_with_env("rooms", &[], &env);
+    let b = Example::start_with_env("rooms", &[], &env);
+    assert!(a.logs().iter().any(|line| line.contains("VERB_REDIS_URL")));
+    let (mut ada, _) = connect(&a, "/ws/lobby", None).await;
+    next_json(&mut ada).await;
+    let (mut bob, _) = connect(&b, "/ws/lobby", None).await;
+    next_json(&mut bob).await;
+    // The subscription of a fresh node may take a moment: repeat until one crosses.
+    let mut crossed = false;
+    for _ in 0..100 {
+        send_json(
+            &mut bob,
+            &json!({ "username": "bob", "text": "hello node a" }),
+        )
+        .await;
+        let next = tokio::time::timeout(Duration::from_millis(100), next_json(&mut ada)).await;
+        if next.is_ok_and(|got| got["text"] == "hello node a") {
+            crossed = true;
+            break;
+        }
+    }
+    assert!(crossed, "no message crossed from node b to node a");
+    drop((ada, bob));
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}

@@ -34,10 +34,16 @@ pub(crate) fn binary(name: &str) -> PathBuf {
 impl Example {
     /// Starts example `name` on port 0 with `args`, and waits for its `listening on` line.
     pub(crate) fn start(name: &str, args: &[&str]) -> Example {
+        Self::start_with_env(name, args, &[])
+    }
+
+    /// As [`start`](Self::start), with extra environment variables.
+    pub(crate) fn start_with_env(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Example {
         let mut child = Command::new(binary(name))
             .args(["--port", "0"])
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
