@@ -39,10 +39,16 @@ pub trait Backplane: Send + Sync + 'static {
     /// block: queue it and return.
     fn publish(&self, scope: Scope<'_>, message: &Message);
 
-    /// The number of local members of `room` changed (a join or a leave on this node), for
-    /// backplanes that keep presence across nodes. Must not block. The default does nothing.
-    fn membership_changed(&self, room: &str) {
-        let _ = room;
+    /// Connection `member` of this node joined `room` (or, joined already, changed its presence
+    /// value, a JSON text), for backplanes that keep presence across nodes. Must not block. The
+    /// default does nothing.
+    fn member_joined(&self, room: &str, member: u64, presence: Option<&str>) {
+        let _ = (room, member, presence);
+    }
+
+    /// Connection `member` of this node left `room`. Must not block. The default does nothing.
+    fn member_left(&self, room: &str, member: u64) {
+        let _ = (room, member);
     }
 }
 
@@ -80,6 +86,13 @@ impl Node {
         self.hub
             .upgrade()
             .map_or(0, |inner| Rooms { inner }.size(room))
+    }
+
+    /// The local members of `room`: each connection's id and presence value (JSON text), if set.
+    pub fn members(&self, room: &str) -> Vec<(u64, Option<String>)> {
+        self.hub
+            .upgrade()
+            .map_or_else(Vec::new, |inner| Rooms { inner }.member_presence(room))
     }
 
     /// Every room with local members, with its local size.

@@ -110,6 +110,8 @@ struct Conn {
     ws: WebSocket,
     rooms: Vec<Arc<Room>>,
     user: Option<Arc<str>>,
+    /// What presence shows of this connection, as JSON text ([`Rooms::set_presence`]).
+    presence: Option<Arc<str>>,
 }
 
 struct Room {
@@ -181,13 +183,14 @@ impl Rooms {
             ws: ws.clone(),
             rooms: Vec::new(),
             user: None,
+            presence: None,
         }))
     }
 
     /// Puts `ws` in `room` (creating the room). Returns `false` if it was already a member, or is
     /// closed.
     pub fn join(&self, room: &str, ws: &WebSocket) -> bool {
-        {
+        let presence = {
             let mut shard = self.shard(ws);
             let Some(conn) = Self::register(&mut shard, ws) else {
                 return false;
@@ -208,10 +211,11 @@ impl Rooms {
                 break candidate;
             };
             conn.rooms.push(joined);
-        }
+            conn.presence.clone()
+        };
         tracing::trace!(room, id = ws.id(), "joined");
         if let Some(backplane) = self.inner.backplane.get() {
-            backplane.membership_changed(room);
+            backplane.member_joined(room, ws.id(), presence.as_deref());
         }
         self.run_hook(&self.inner.on_join, room, ws);
         true
@@ -274,7 +278,7 @@ impl Rooms {
             self.forget_room(room);
         }
         if let Some(backplane) = self.inner.backplane.get() {
-            backplane.membership_changed(&room.name);
+            backplane.member_left(&room.name, ws.id());
         }
         tracing::trace!(room = %room.name, id = ws.id(), "left");
     }
@@ -381,6 +385,55 @@ impl Rooms {
                 .collect()
         })
         .unwrap_or_default()
+    }
+
+    /// Sets what presence shows of `ws` across nodes (any serializable value, e.g. `{"username":..}`):
+    /// [`presence_values`](Self::presence_values) here, and a backplane's presence on other nodes.
+    /// Returns `false` if `ws` is closed or the value does not serialize.
+    pub fn set_presence<T: serde::Serialize + ?Sized>(&self, ws: &WebSocket, value: &T) -> bool {
+        let Ok(json) = serde_json::to_string(value) else {
+            tracing::error!(id = ws.id(), "presence value does not serialize to JSON");
+            return false;
+        };
+        let json: Arc<str> = Arc::from(json);
+        let rooms: Vec<Arc<str>> = {
+            let mut shard = self.shard(ws);
+            let Some(conn) = Self::register(&mut shard, ws) else {
+                return false;
+            };
+            conn.presence = Some(json.clone());
+            conn.rooms.iter().map(|room| room.name.clone()).collect()
+        };
+        if let Some(backplane) = self.inner.backplane.get() {
+            for room in rooms {
+                backplane.member_joined(&room, ws.id(), Some(&json));
+            }
+        }
+        true
+    }
+
+    /// The presence values ([`set_presence`](Self::set_presence)) of the local members of `room`, in
+    /// join order; members without one are skipped.
+    pub fn presence_values(&self, room: &str) -> Vec<serde_json::Value> {
+        self.member_presence(room)
+            .into_iter()
+            .filter_map(|(_, json)| serde_json::from_str(&json?).ok())
+            .collect()
+    }
+
+    pub(crate) fn member_presence(&self, room: &str) -> Vec<(u64, Option<String>)> {
+        let ids: Vec<u64> = self
+            .with_room(room, |members| members.list.keys().copied().collect())
+            .unwrap_or_default();
+        ids.into_iter()
+            .map(|id| {
+                let shard = lock(&self.inner.conns[(id % SHARDS as u64) as usize]);
+                let presence = shard
+                    .get(&id)
+                    .and_then(|conn| conn.presence.as_deref().map(str::to_owned));
+                (id, presence)
+            })
+            .collect()
     }
 
     fn with_room<R>(&self, room: &str, f: impl FnOnce(&Members) -> R) -> Option<R> {

@@ -5,10 +5,10 @@
 //! encoded once: a kind byte (text or binary), the publishing node's id (8 bytes), then the message.
 //! A node skips its own publishes (it delivered them locally already).
 //!
-//! Presence: each node keeps, in the hash `{prefix}:presence:{room}`, a field per node with its local
-//! member count, and a liveness key `{prefix}:node:{id}` that expires 15 s after its last heartbeat
-//! (every 5 s, which also rewrites all its counts). A crashed node's counts stop counting when its
-//! liveness key expires, and are removed by the next reader.
+//! Presence: each node keeps its members of a room in the hash `{prefix}:m:{room}:{node}` (connection id
+//! → presence JSON) and its id in the set `{prefix}:n:{room}`. The hashes expire 15 s after the node's
+//! last heartbeat (every 5 s), so a crashed node's members stop counting by themselves; readers drop
+//! vanished nodes from the set. After a reconnect each node rewrites its hashes from its own state.
 
 use std::fmt;
 use std::hash::BuildHasher;
@@ -71,9 +71,23 @@ struct Inner {
 }
 
 enum Command {
-    Publish { channel: Vec<u8>, payload: Vec<u8> },
-    Presence(String),
+    Publish {
+        channel: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    Joined {
+        room: String,
+        member: u64,
+        presence: Option<String>,
+    },
+    Left {
+        room: String,
+        member: u64,
+    },
+    /// Refresh the expiry of every local room.
     Heartbeat,
+    /// Rewrite every local room (Redis may have lost it).
+    Resync,
 }
 
 impl RedisBackplane {
@@ -126,52 +140,44 @@ impl RedisBackplane {
         self.inner.lost.load(Ordering::Relaxed)
     }
 
-    /// The members of `room` on every live node: this node's count (exact) plus the counts other
-    /// nodes last reported.
+    /// The members of `room` on every live node: this node's count (exact) plus what the other
+    /// nodes last wrote.
     ///
     /// # Errors
     ///
     /// [`BackplaneError::Unavailable`] when Redis cannot be reached.
     pub async fn room_size(&self, room: &str) -> Result<usize, BackplaneError> {
-        let inner = &self.inner;
-        let local = inner.node.get().map_or(0, |node| node.size(room));
-        let mut conn = inner.connection().await?;
-        let key = inner.presence_key(room);
-        let counts: Vec<(u64, usize)> = redis::cmd("HGETALL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let others: Vec<(u64, usize)> = counts
+        let local = self.inner.node.get().map_or(0, |node| node.size(room));
+        let others: Vec<usize> = self.inner.others(room, "HLEN").await?;
+        Ok(local + others.into_iter().sum::<usize>())
+    }
+
+    /// The presence values ([`Rooms::set_presence`](crate::Rooms::set_presence)) of the members of
+    /// `room` on every live node; members without one are skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError::Unavailable`] when Redis cannot be reached.
+    pub async fn room_presence(
+        &self,
+        room: &str,
+    ) -> Result<Vec<serde_json::Value>, BackplaneError> {
+        let node = self.inner.node.get();
+        let mut values: Vec<serde_json::Value> = node
+            .map(|node| node.members(room))
+            .unwrap_or_default()
             .into_iter()
-            .filter(|(node, _)| *node != inner.node_id)
+            .filter_map(|(_, json)| serde_json::from_str(&json?).ok())
             .collect();
-        if others.is_empty() {
-            return Ok(local);
-        }
-        let alive_keys: Vec<String> = others
-            .iter()
-            .map(|(node, _)| inner.alive_key(*node))
-            .collect();
-        let alive: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&alive_keys)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let mut total = local;
-        for ((node, count), alive) in others.iter().zip(alive) {
-            if alive.is_some() {
-                total += count;
-            } else {
-                // A node that stopped heartbeating: forget its count.
-                let _: Result<(), _> = redis::cmd("HDEL")
-                    .arg(&key)
-                    .arg(node)
-                    .query_async(&mut conn)
-                    .await;
-            }
-        }
-        Ok(total)
+        let others: Vec<Vec<String>> = self.inner.others(room, "HVALS").await?;
+        values.extend(
+            others
+                .into_iter()
+                .flatten()
+                .filter_map(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+                .filter(|value| !value.is_null()),
+        );
+        Ok(values)
     }
 }
 
@@ -201,12 +207,55 @@ impl Inner {
         rest.strip_prefix("u:").map(Scope::User)
     }
 
-    fn presence_key(&self, room: &str) -> String {
-        format!("{}:presence:{room}", self.prefix)
+    fn members_key(&self, room: &str, node: u64) -> String {
+        format!("{}:m:{room}:{node}", self.prefix)
     }
 
-    fn alive_key(&self, node: u64) -> String {
-        format!("{}:node:{node}", self.prefix)
+    fn nodes_key(&self, room: &str) -> String {
+        format!("{}:n:{room}", self.prefix)
+    }
+
+    /// `command` (`HLEN`, `HVALS`) on the member hash of every other node in `room`; nodes whose hash
+    /// expired are dropped from the room's node set.
+    async fn others<T: redis::FromRedisValue + Default>(
+        &self,
+        room: &str,
+        command: &str,
+    ) -> Result<Vec<T>, BackplaneError> {
+        let mut conn = self.connection().await?;
+        let nodes: Vec<u64> = redis::cmd("SMEMBERS")
+            .arg(self.nodes_key(room))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let others: Vec<u64> = nodes.into_iter().filter(|n| *n != self.node_id).collect();
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for node in &others {
+            pipe.cmd("EXISTS").arg(self.members_key(room, *node));
+            pipe.cmd(command).arg(self.members_key(room, *node));
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut results = Vec::with_capacity(others.len());
+        for (node, pair) in others.iter().zip(replies.chunks(2)) {
+            let exists = pair
+                .first()
+                .is_some_and(|v| matches!(v, redis::Value::Int(1)));
+            if !exists {
+                let _: Result<(), _> = redis::cmd("SREM")
+                    .arg(self.nodes_key(room))
+                    .arg(node)
+                    .query_async(&mut conn)
+                    .await;
+                continue;
+            }
+            if let Some(value) = pair.get(1) {
+                results.push(redis::from_redis_value_ref(value).unwrap_or_default());
+            }
+        }
+        Ok(results)
     }
 
     async fn connection(&self) -> Result<ConnectionManager, BackplaneError> {
@@ -289,21 +338,52 @@ async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Command>) {
                 }
                 continue;
             }
-            Command::Presence(room) => {
+            Command::Joined {
+                room,
+                member,
+                presence,
+            } => {
+                let key = inner.members_key(&room, inner.node_id);
                 let mut pipe = redis::pipe();
-                presence(&inner, &mut pipe, &room, node.size(&room));
+                pipe.cmd("HSET")
+                    .arg(&key)
+                    .arg(member)
+                    .arg(presence.as_deref().unwrap_or("null"))
+                    .ignore();
+                pipe.cmd("EXPIRE").arg(&key).arg(ALIVE_FOR_S).ignore();
+                pipe.cmd("SADD")
+                    .arg(inner.nodes_key(&room))
+                    .arg(inner.node_id)
+                    .ignore();
                 pipe.query_async::<()>(&mut conn).await
             }
-            Command::Heartbeat => {
+            Command::Left { room, member } => {
+                redis::cmd("HDEL")
+                    .arg(inner.members_key(&room, inner.node_id))
+                    .arg(member)
+                    .query_async::<()>(&mut conn)
+                    .await
+            }
+            Command::Heartbeat | Command::Resync => {
+                let rewrite = matches!(command, Command::Resync);
                 let mut pipe = redis::pipe();
-                pipe.cmd("SET")
-                    .arg(inner.alive_key(inner.node_id))
-                    .arg(1)
-                    .arg("EX")
-                    .arg(ALIVE_FOR_S)
-                    .ignore();
-                for (room, size) in node.rooms() {
-                    presence(&inner, &mut pipe, &room, size);
+                for (room, _) in node.rooms() {
+                    let key = inner.members_key(&room, inner.node_id);
+                    if rewrite {
+                        pipe.cmd("DEL").arg(&key).ignore();
+                        for (member, presence) in node.members(&room) {
+                            pipe.cmd("HSET")
+                                .arg(&key)
+                                .arg(member)
+                                .arg(presence.as_deref().unwrap_or("null"))
+                                .ignore();
+                        }
+                        pipe.cmd("SADD")
+                            .arg(inner.nodes_key(&room))
+                            .arg(inner.node_id)
+                            .ignore();
+                    }
+                    pipe.cmd("EXPIRE").arg(&key).arg(ALIVE_FOR_S).ignore();
                 }
                 pipe.query_async::<()>(&mut conn).await
             }
@@ -311,19 +391,6 @@ async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Command>) {
         if let Err(err) = result {
             tracing::debug!(error = %err, "Redis backplane: presence update failed; the next heartbeat repeats it");
         }
-    }
-}
-
-fn presence(inner: &Inner, pipe: &mut redis::Pipeline, room: &str, size: usize) {
-    let key = inner.presence_key(room);
-    if size == 0 {
-        pipe.cmd("HDEL").arg(key).arg(inner.node_id).ignore();
-    } else {
-        pipe.cmd("HSET")
-            .arg(key)
-            .arg(inner.node_id)
-            .arg(size)
-            .ignore();
     }
 }
 
@@ -348,7 +415,7 @@ async fn subscriber(inner: Arc<Inner>, node: Node) {
             Ok(pubsub) => {
                 backoff = Duration::from_millis(100);
                 // Presence may have been lost with Redis: restore it now rather than at the next beat.
-                inner.enqueue(Command::Heartbeat);
+                inner.enqueue(Command::Resync);
                 let mut messages = pubsub.into_on_message();
                 loop {
                     let message = tokio::select! {
@@ -428,8 +495,19 @@ impl Backplane for RedisBackplane {
         });
     }
 
-    fn membership_changed(&self, room: &str) {
-        self.inner.enqueue(Command::Presence(room.to_owned()));
+    fn member_joined(&self, room: &str, member: u64, presence: Option<&str>) {
+        self.inner.enqueue(Command::Joined {
+            room: room.to_owned(),
+            member,
+            presence: presence.map(str::to_owned),
+        });
+    }
+
+    fn member_left(&self, room: &str, member: u64) {
+        self.inner.enqueue(Command::Left {
+            room: room.to_owned(),
+            member,
+        });
     }
 }
 

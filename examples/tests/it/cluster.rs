@@ -60,6 +60,24 @@ impl Redis {
         panic!("redis-server did not start on port {}", self.port);
     }
 
+    /// Runs one inline command and returns the first line of the reply.
+    async fn command(&self, command: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("redis is up");
+        stream
+            .write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut reply = vec![0u8; 256];
+        let read = stream.read(&mut reply).await.unwrap();
+        String::from_utf8_lossy(&reply[..read])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -154,6 +172,7 @@ async fn node(redis_url: &str) -> (TestServer, RedisBackplane, Rooms) {
             .open(|ws: &WebSocket, req: &Request| {
                 let rooms = ws.attachment::<Rooms>().unwrap();
                 if let Some(user) = req.query("user") {
+                    rooms.set_presence(ws, &json!({ "user": user }));
                     rooms.set_user(ws, user);
                 }
                 rooms.join("r", ws);
@@ -209,6 +228,27 @@ async fn three_nodes_share_rooms_direct_messages_and_presence() {
     .await;
     assert_eq!(redis_b.room_size("r").await.unwrap(), 3);
     assert_eq!(redis_a.room_size("empty").await.unwrap(), 0);
+    // Presence lists the members of every node.
+    let mut users: Vec<String> = redis_b
+        .room_presence("r")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|value| value["user"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    users.sort();
+    assert_eq!(users, ["ann", "ben", "cat"]);
+
+    // A node that crashed (here: written by hand, with a 1 s life, and never refreshed) counts only
+    // until its entries expire.
+    redis.command("HSET verb:m:r:999 1 null").await;
+    redis.command("EXPIRE verb:m:r:999 1").await;
+    redis.command("SADD verb:n:r 999").await;
+    assert_eq!(redis_a.room_size("r").await.unwrap(), 4);
+    wait_for("the crashed node's members expire", async || {
+        redis_a.room_size("r").await.unwrap() == 3
+    })
+    .await;
 
     // The subscriptions are live once a publish crosses; then everything arrives exactly once.
     wait_for("the backplane carries messages", async || {
