@@ -12,6 +12,12 @@
 //! Suites: `broadcast` (one publisher, N subscribers in one room: naive axum, axum with
 //! `tokio::sync::broadcast`, Verb) and `echo` (N connections echoing: axum, Verb). New peers are new
 //! entries of [`servers`].
+//!
+//! The `cluster` suite (skipped when `redis-server` is missing, unless asked for with `--only
+//! cluster`) measures cross-node fan-out
+//! with Verb's `cluster` example: a private `redis-server` and two nodes, all pinned to CPU 0, the
+//! subscribers spread over both nodes and the publisher on the first; then the same load on one node
+//! (still on Redis) for comparison. The load generator speaks the example's JSON chat protocol there.
 
 use std::collections::HashMap;
 use std::env;
@@ -45,16 +51,19 @@ const QUIET: f64 = 0.1;
 const NOISE: f64 = 0.05;
 
 pub(crate) const HELP: &str =
-    "  bench [--quick] [--only broadcast|echo] [--duration-s N] [--warmup-s N] [--in-flight K]
-        [--connections N,M] [--quiet-wait-s N] [--retries N]
+    "  bench [--quick] [--only broadcast|echo|cluster] [--duration-s N] [--warmup-s N]
+        [--in-flight K] [--connections N,M] [--quiet-wait-s N] [--retries N]
         fan-out (1 publisher, 1,000 and 10,000 subscribers) and echo benchmarks of Verb against
         axum peers, servers pinned to CPU 0 and the load generator to CPU 1; results in
-        target/bench/results.md";
+        target/bench/results.md; the cluster suite (cross-node fan-out through Redis, two
+        `cluster` nodes against one) needs redis-server and is skipped without it";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Suite {
     Broadcast,
     Echo,
+    /// Cross-node fan-out through Redis (Verb's `cluster` example).
+    Cluster,
 }
 
 impl Suite {
@@ -62,6 +71,7 @@ impl Suite {
         match self {
             Self::Broadcast => "broadcast",
             Self::Echo => "echo",
+            Self::Cluster => "cluster",
         }
     }
 
@@ -70,6 +80,7 @@ impl Suite {
         match (self, quick) {
             (Self::Broadcast, false) => vec![1_000, 10_000],
             (Self::Echo, false) => vec![100, 1_000],
+            (Self::Cluster, false) => vec![1_000],
             (_, true) => vec![100],
         }
     }
@@ -77,7 +88,7 @@ impl Suite {
     /// Messages in flight: for the publisher (broadcast) or per connection (echo).
     fn in_flight(self) -> usize {
         match self {
-            Self::Broadcast => 16,
+            Self::Broadcast | Self::Cluster => 16,
             Self::Echo => 8,
         }
     }
@@ -86,6 +97,8 @@ impl Suite {
 #[derive(Debug, Clone)]
 struct Options {
     quick: bool,
+    /// Whether `--only` chose the suites (else the cluster suite is skipped without `redis-server`).
+    only: bool,
     suites: Vec<Suite>,
     warmup_s: f64,
     duration_s: f64,
@@ -101,7 +114,8 @@ impl Options {
     fn parse(args: &[String]) -> Result<Self> {
         let mut opts = Options {
             quick: false,
-            suites: vec![Suite::Broadcast, Suite::Echo],
+            only: false,
+            suites: vec![Suite::Broadcast, Suite::Echo, Suite::Cluster],
             warmup_s: 2.0,
             duration_s: 10.0,
             in_flight: None,
@@ -120,10 +134,12 @@ impl Options {
             match arg.as_str() {
                 "--quick" => opts.quick = true,
                 "--only" => {
+                    opts.only = true;
                     opts.suites = match value("--only")?.as_str() {
                         "broadcast" => vec![Suite::Broadcast],
                         "echo" => vec![Suite::Echo],
-                        other => bail!("unknown suite `{other}` (broadcast, echo)"),
+                        "cluster" => vec![Suite::Cluster],
+                        other => bail!("unknown suite `{other}` (broadcast, echo, cluster)"),
                     }
                 }
                 "--duration-s" => duration = Some(number(&value("--duration-s")?)?),
@@ -165,6 +181,8 @@ struct Server {
     binary: PathBuf,
     /// Baselines are what the other rows are compared with.
     baseline: Option<&'static str>,
+    /// Cluster suite: how many nodes (each a process of `binary`) share one Redis.
+    nodes: usize,
 }
 
 /// Every server, in the order they run (baselines first).
@@ -174,6 +192,7 @@ fn servers(verb_dir: &Path, bench_dir: &Path) -> Vec<Server> {
         suite,
         binary: bench_dir.join(name),
         baseline,
+        nodes: 1,
     };
     vec![
         peer("axum-naive-broadcast", Suite::Broadcast, Some("naive")),
@@ -183,6 +202,7 @@ fn servers(verb_dir: &Path, bench_dir: &Path) -> Vec<Server> {
             suite: Suite::Broadcast,
             binary: verb_dir.join("plain-broadcast"),
             baseline: None,
+            nodes: 1,
         },
         peer("axum-echo", Suite::Echo, Some("axum")),
         Server {
@@ -190,6 +210,21 @@ fn servers(verb_dir: &Path, bench_dir: &Path) -> Vec<Server> {
             suite: Suite::Echo,
             binary: verb_dir.join("plain-echo"),
             baseline: None,
+            nodes: 1,
+        },
+        Server {
+            name: "verb cluster, 1 node",
+            suite: Suite::Cluster,
+            binary: verb_dir.join("cluster"),
+            baseline: Some("1 node"),
+            nodes: 1,
+        },
+        Server {
+            name: "verb cluster, 2 nodes",
+            suite: Suite::Cluster,
+            binary: verb_dir.join("cluster"),
+            baseline: None,
+            nodes: 2,
         },
     ]
 }
@@ -213,11 +248,11 @@ fn field(fields: &Fields, key: &str) -> Option<f64> {
 }
 
 pub(crate) fn bench(args: &[String]) -> Result<()> {
-    let opts = Options::parse(args)?;
+    let mut opts = Options::parse(args)?;
     let root = root();
     let started = Instant::now();
 
-    check_tools()?;
+    check_tools(&mut opts)?;
     let target = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
@@ -246,6 +281,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
             match suite {
                 Suite::Broadcast => "plain-broadcast",
                 Suite::Echo => "plain-echo",
+                Suite::Cluster => "cluster",
             },
         ]);
     }
@@ -312,8 +348,8 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `taskset` and `/proc` are what the measurements stand on.
-fn check_tools() -> Result<()> {
+/// `taskset` and `/proc` are what the measurements stand on (and `redis-server` the cluster suite).
+fn check_tools(opts: &mut Options) -> Result<()> {
     if !cfg!(target_os = "linux") {
         bail!("cargo xtask bench measures CPU time through /proc and runs on Linux only");
     }
@@ -324,6 +360,22 @@ fn check_tools() -> Result<()> {
         .unwrap_or(false);
     if !taskset {
         bail!("`taskset` not found: install util-linux (apt-get install util-linux)");
+    }
+    let redis = || {
+        Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .map(|out| out.status.success())
+            .unwrap_or(false)
+    };
+    if opts.suites.contains(&Suite::Cluster) && !redis() {
+        if opts.only {
+            bail!(
+                "`redis-server` not found: the cluster suite needs it (apt-get install redis-server)"
+            );
+        }
+        eprintln!("!!! `redis-server` not found: skipping the cluster suite");
+        opts.suites.retain(|&suite| suite != Suite::Cluster);
     }
     Ok(())
 }
@@ -516,15 +568,43 @@ fn measure(
             "other processes used {before:.2} cores before the run"
         ));
     }
-    let mut running = RunningServer::start(server, &log_path, pinned)?;
-    let pid = running.child.id();
+    // The cluster suite: a private Redis, then the nodes on it.
+    let mut redis = None;
+    let mut extra = Vec::new();
+    if server.suite == Suite::Cluster {
+        let log = log_dir.join(format!("cluster-redis-{}-{n}.log", server.nodes));
+        let started = Redis::start(&log, pinned)?;
+        extra = vec![
+            "--redis".to_owned(),
+            format!("redis://127.0.0.1:{}", started.port),
+        ];
+        redis = Some(started);
+    }
+    let mut nodes = Vec::new();
+    for node in 0..server.nodes {
+        let log = if server.nodes == 1 {
+            log_path.clone()
+        } else {
+            log_path.with_extension(format!("node{node}.log"))
+        };
+        nodes.push(RunningServer::start(server, &extra, &log, pinned)?);
+    }
+    let addrs: Vec<String> = nodes.iter().map(|node| node.addr.clone()).collect();
+    let pids: Vec<String> = nodes
+        .iter()
+        .map(|node| node.child.id().to_string())
+        .collect();
+    let mode = match server.suite {
+        Suite::Cluster => "chat",
+        suite => suite.name(),
+    };
 
     let mut argv = vec![
         loadgen.to_string_lossy().into_owned(),
         "--addr".to_owned(),
-        running.addr.clone(),
+        addrs.join(","),
         "--mode".to_owned(),
-        server.suite.name().to_owned(),
+        mode.to_owned(),
         "--connections".to_owned(),
         n.to_string(),
         "--in-flight".to_owned(),
@@ -534,8 +614,16 @@ fn measure(
         "--duration-s".to_owned(),
         opts.duration_s.to_string(),
         "--server-pid".to_owned(),
-        pid.to_string(),
+        pids.join(","),
     ];
+    if let Some(redis) = &redis {
+        argv.extend([
+            "--path".to_owned(),
+            "/ws/bench".to_owned(),
+            "--backplane-pid".to_owned(),
+            redis.child.id().to_string(),
+        ]);
+    }
     if pinned {
         argv.extend(["--server-core".to_owned(), SERVER_CPU.to_string()]);
     }
@@ -554,11 +642,21 @@ fn measure(
         ));
     }
 
-    if let Ok(Some(status)) = running.child.try_wait() {
-        notes.push(format!("server exited during the run ({status})"));
+    for running in &mut nodes {
+        if let Ok(Some(status)) = running.child.try_wait() {
+            notes.push(format!("server exited during the run ({status})"));
+        }
+        if let Err(err) = running.stop() {
+            notes.push(format!("stopping the server: {err:#}"));
+        }
     }
-    if let Err(err) = running.stop() {
-        notes.push(format!("stopping the server: {err:#}"));
+    if let Some(mut redis) = redis {
+        if let Ok(Some(status)) = redis.child.try_wait() {
+            notes.push(format!("redis-server exited during the run ({status})"));
+        }
+        if let Err(err) = redis.stop() {
+            notes.push(format!("stopping redis-server: {err:#}"));
+        }
     }
     if !output.status.success() {
         bail!(
@@ -587,14 +685,16 @@ struct RunningServer {
 }
 
 impl RunningServer {
-    fn start(server: &Server, log_path: &Path, pinned: bool) -> Result<Self> {
-        let argv = [
+    /// Starts `server` with `extra` arguments after the address ones.
+    fn start(server: &Server, extra: &[String], log_path: &Path, pinned: bool) -> Result<Self> {
+        let mut argv = vec![
             server.binary.to_string_lossy().into_owned(),
             "--host".to_owned(),
             "127.0.0.1".to_owned(),
             "--port".to_owned(),
             "0".to_owned(),
         ];
+        argv.extend_from_slice(extra);
         let mut child = launch(&argv, SERVER_CPU, pinned)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -688,6 +788,104 @@ impl Drop for RunningServer {
     }
 }
 
+/// A private `redis-server` (no persistence) on a free loopback port, for the cluster suite.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    /// Starts it (on [`SERVER_CPU`] if `pinned`, beside the nodes) and waits until it answers `PING`.
+    fn start(log_path: &Path, pinned: bool) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("cannot find a free port for redis-server")?
+            .port();
+        let argv: Vec<String> = [
+            "redis-server",
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let log = fs::File::create(log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let child = launch(&argv, SERVER_CPU, pinned)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("cannot share the log file")?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start redis-server")?;
+        let mut redis = Self { child, port };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if redis.ping() {
+                eprintln!(
+                    "    redis-server on 127.0.0.1:{port} (pid {})",
+                    redis.child.id()
+                );
+                return Ok(redis);
+            }
+            if Instant::now() >= deadline || redis.child.try_wait()?.is_some() {
+                let _ = redis.stop();
+                bail!(
+                    "redis-server did not answer PING on port {port}; log: {}",
+                    log_path.display()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn ping(&self) -> bool {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut reply = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    /// SIGTERM, then SIGKILL if it does not exit in time.
+    fn stop(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_none() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while self.child.try_wait()?.is_none() {
+                if Instant::now() >= deadline {
+                    self.child.kill()?;
+                    self.child.wait()?;
+                    bail!("did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed");
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// `HOST:PORT` from a line containing `listening on http://HOST:PORT`.
 fn listening_addr(line: &str) -> Option<String> {
     let rest = line.split("listening on http://").nth(1)?;
@@ -713,6 +911,8 @@ struct Figures {
     core_ns: Option<f64>,
     loadgen_cores: f64,
     loadgen_busy: f64,
+    /// Cluster suite: Redis's CPU (utime + stime) in cores.
+    redis_cores: Option<f64>,
 }
 
 impl Figures {
@@ -731,6 +931,7 @@ impl Figures {
             core_ns: field(fields, "server_core_ns").map(|ns| ns / deliveries.max(1.0)),
             loadgen_cores: get("loadgen_cpu_ns") / 1e9 / window_s,
             loadgen_busy: get("loadgen_busy"),
+            redis_cores: field(fields, "backplane_cpu_ns").map(|ns| ns / 1e9 / window_s),
         }
     }
 }
@@ -754,6 +955,7 @@ fn flags(row: &Row, fig: &Figures, fields: &Fields) -> Vec<String> {
         ("duplicates", "DUPLICATES"),
         ("timed_out", "TIMED OUT"),
         ("foreign", "unexpected frames"),
+        ("ignored", "join/leave notices in the window"),
     ] {
         if let Some(count) = field(fields, key).filter(|&c| c > 0.0) {
             flags.push(format!("{what}: {count}"));
@@ -790,7 +992,7 @@ fn render_markdown(rows: &[Row], opts: &Options, pinned: bool) -> String {
     let _ = writeln!(
         md,
         "Warmup {} s, measured {} s per run. Deliveries: messages received by clients (broadcast: every \
-         subscriber and the publisher; echo: every echo). Server CPU: utime + stime of the server process \
+         subscriber and the publisher; echo: every echo; cluster: every subscriber, not the publisher). Server CPU: utime + stime of the server process \
          over the measured window (`/proc/PID/stat`); core busy and core ns/delivery: the server's core, \
          softirq included (`/proc/stat`; on loopback the kernel runs the clients' receive path there). \
          Loadgen busy: share of the window the load generator's loop had events to handle.\n",
@@ -813,12 +1015,15 @@ fn render_markdown(rows: &[Row], opts: &Options, pinned: bool) -> String {
         let in_flight = opts.in_flight.unwrap_or_else(|| suite.in_flight());
         let _ = writeln!(
             md,
-            "## {} ({} messages of 64 bytes in flight{})\n",
+            "## {} ({in_flight} {})\n",
             suite.name(),
-            in_flight,
             match suite {
-                Suite::Broadcast => ", N subscribers + the publisher",
-                Suite::Echo => " per connection, N connections",
+                Suite::Broadcast => "messages of 64 bytes in flight, N subscribers + the publisher",
+                Suite::Echo => "messages of 64 bytes in flight per connection, N connections",
+                Suite::Cluster =>
+                    "JSON chat messages in flight; N subscribers spread evenly over the nodes, the \
+                     publisher on the first node and not a receiver; Redis and every node on CPU 0; \
+                     server CPU: all nodes summed",
             }
         );
         let mut header = String::from("| server | N | deliveries/s |");
@@ -828,9 +1033,15 @@ fn render_markdown(rows: &[Row], opts: &Options, pinned: bool) -> String {
             rule.push_str("---:|");
         }
         header.push_str(
-            " p50 | p99 | server CPU (cores) | server ns/delivery | core busy | core ns/delivery | loadgen CPU | loadgen busy | flags |",
+            " p50 | p99 | server CPU (cores) | server ns/delivery | core busy | core ns/delivery | loadgen CPU | loadgen busy |",
         );
-        rule.push_str("---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        rule.push_str("---:|---:|---:|---:|---:|---:|---:|---:|");
+        if suite == Suite::Cluster {
+            header.push_str(" Redis CPU (cores) |");
+            rule.push_str("---:|");
+        }
+        header.push_str(" flags |");
+        rule.push_str("---|");
         let _ = writeln!(md, "{header}\n{rule}");
         for row in &suite_rows {
             let Ok(fields) = &row.result else {
@@ -862,9 +1073,9 @@ fn render_markdown(rows: &[Row], opts: &Options, pinned: bool) -> String {
                     ))
                 );
             }
-            let _ = writeln!(
+            let _ = write!(
                 md,
-                " {} | {} | {} | {} | {} | {} | {:.2} | {:.0}% | {} |",
+                " {} | {} | {} | {} | {} | {} | {:.2} | {:.0}% |",
                 fmt_us(fig.p50_us),
                 fmt_us(fig.p99_us),
                 fmt_opt(fig.server_cores, |c| format!("{c:.2}")),
@@ -873,8 +1084,11 @@ fn render_markdown(rows: &[Row], opts: &Options, pinned: bool) -> String {
                 fmt_opt(fig.core_ns, |ns| format!("{ns:.0}")),
                 fig.loadgen_cores,
                 fig.loadgen_busy * 100.0,
-                flags(row, &fig, fields).join("; ")
             );
+            if suite == Suite::Cluster {
+                let _ = write!(md, " {} |", fmt_opt(fig.redis_cores, |c| format!("{c:.2}")));
+            }
+            let _ = writeln!(md, " {} |", flags(row, &fig, fields).join("; "));
         }
         md.push('\n');
         if suite == Suite::Broadcast {
@@ -1064,6 +1278,14 @@ mod tests {
 
     #[test]
     fn parses_flags() {
+        let cluster = Options::parse(&["--only".to_owned(), "cluster".to_owned()]).expect("valid");
+        assert_eq!(cluster.suites, vec![Suite::Cluster]);
+        let default = Options::parse(&[]).expect("valid");
+        assert_eq!(
+            default.suites,
+            vec![Suite::Broadcast, Suite::Echo, Suite::Cluster]
+        );
+        assert!(!default.only && cluster.only);
         let args: Vec<String> = ["--quick", "--only", "broadcast", "--duration-s", "3"]
             .iter()
             .map(|s| s.to_string())

@@ -11,11 +11,14 @@ use clap::Parser;
 use verb_bench::load::{self, Config, Mode};
 
 #[derive(Debug, Parser)]
-#[command(about = "WebSocket load generator: broadcast fan-out or echo, closed loop, one thread")]
+#[command(
+    about = "WebSocket load generator: broadcast fan-out (binary or JSON chat) or echo, closed loop, one thread"
+)]
 struct Cli {
-    /// The server, as HOST:PORT.
-    #[arg(long)]
-    addr: String,
+    /// The server, as HOST:PORT; several servers as HOST:PORT,HOST:PORT (connections are spread
+    /// evenly over them; the publisher connects to the first).
+    #[arg(long, value_delimiter = ',', required = true)]
+    addr: Vec<String>,
     /// Request path of the upgrade.
     #[arg(long, default_value = "/")]
     path: String,
@@ -37,9 +40,13 @@ struct Cli {
     /// Seconds measured.
     #[arg(long, default_value_t = 10.0)]
     duration_s: f64,
-    /// The server's pid, to report its CPU time over the measured window.
+    /// The server's pid, to report its CPU time over the measured window; several servers' pids
+    /// comma-separated (their CPU times are summed).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// Another process (a cluster's Redis) whose CPU time over the window is reported on its own.
     #[arg(long)]
-    server_pid: Option<u32>,
+    backplane_pid: Option<u32>,
     /// The core the server is pinned to, to report how busy it is (softirq included).
     #[arg(long)]
     server_core: Option<usize>,
@@ -65,14 +72,18 @@ fn seconds(flag: &str, s: f64) -> anyhow::Result<Duration> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let addr: SocketAddr = cli
+    let addrs = cli
         .addr
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {}", cli.addr))?
-        .next()
-        .with_context(|| format!("{} resolves to no address", cli.addr))?;
+        .iter()
+        .map(|addr| {
+            addr.to_socket_addrs()
+                .with_context(|| format!("cannot resolve {addr}"))?
+                .next()
+                .with_context(|| format!("{addr} resolves to no address"))
+        })
+        .collect::<anyhow::Result<Vec<SocketAddr>>>()?;
     let config = Config {
-        addr,
+        addrs,
         path: cli.path,
         mode: cli.mode,
         connections: cli.connections,
@@ -80,7 +91,8 @@ fn main() -> anyhow::Result<()> {
         payload: cli.payload,
         warmup: seconds("warmup-s", cli.warmup_s)?,
         duration: seconds("duration-s", cli.duration_s)?,
-        server_pid: cli.server_pid,
+        server_pids: cli.server_pid,
+        backplane_pid: cli.backplane_pid,
         server_core: cli.server_core,
         loss_timeout: seconds("loss-timeout-s", cli.loss_timeout_s)?,
         connect_batch: cli.connect_batch,

@@ -7,6 +7,11 @@
 //! 3. Run: keep K publishes in flight for the warmup and the measured window. A publish completes when
 //!    every open connection received it (or showed it never will: a later message arrived first, or it
 //!    closed), or after the loss timeout.
+//!
+//! In [`Mode::Chat`] (Verb's `rooms` / `cluster` examples) messages are JSON text frames, the
+//! publisher does not receive its own (so it is no receiver), the subscribers are spread over every
+//! server address (the publisher on the first), and syncing also waits until the `welcome` / `system`
+//! notices that the joins set off have stopped for [`SETTLE`].
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -15,17 +20,71 @@ use anyhow::bail;
 use mio::Events;
 
 use super::conn::Ended;
-use super::frame::{ClientFrame, KIND_DATA, KIND_PROBE, OP_BINARY, Stamp};
-use super::{Config, Measured, Net, Report, Window, histogram};
+use super::frame::{
+    Chat, ClientFrame, KIND_DATA, KIND_PROBE, OP_BINARY, OP_TEXT, ServerFrame, Stamp, chat_frame,
+    parse_chat,
+};
+use super::{Config, Measured, Mode, Net, Report, Window, histogram, spread};
 
 /// Least time between two probes while syncing.
 const PROBE_EVERY: Duration = Duration::from_millis(20);
+/// Chat mode: how long no notice may arrive before syncing ends.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// What a server frame is to the run.
+enum Got {
+    Probe(u64),
+    Data(Stamp),
+    /// A chat notice (`welcome`, `system`).
+    Notice,
+    Foreign,
+}
+
+fn classify(config: &Config, f: ServerFrame<'_>) -> Got {
+    let stamp = if config.mode == Mode::Chat {
+        if f.opcode != OP_TEXT || !f.fin {
+            return Got::Foreign;
+        }
+        match parse_chat(f.payload) {
+            Chat::Data(stamp) => stamp,
+            Chat::Notice => return Got::Notice,
+            Chat::Other => return Got::Foreign,
+        }
+    } else {
+        match (f.opcode, Stamp::parse(f.payload)) {
+            (OP_BINARY, Some(stamp)) if f.fin && f.payload.len() == config.payload => stamp,
+            _ => return Got::Foreign,
+        }
+    };
+    if stamp.kind == KIND_PROBE {
+        Got::Probe(stamp.seq)
+    } else {
+        Got::Data(stamp)
+    }
+}
+
+/// The bytes of one publish.
+fn publish<'a>(
+    config: &Config,
+    frame: &'a mut ClientFrame,
+    stamp: Stamp,
+) -> std::borrow::Cow<'a, [u8]> {
+    if config.mode == Mode::Chat {
+        chat_frame(stamp).into()
+    } else {
+        frame.stamp(stamp).into()
+    }
+}
 
 pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
     let start = Instant::now();
-    let mut net = Net::connect(config, config.connections + 1, start)?;
-    // Connections are alike until one publishes: the last one opened does.
+    let mut placement = spread(&config.addrs, config.connections);
+    placement.push((config.addrs[0], 1));
+    let mut net = Net::connect(config, &placement, start)?;
+    // Connections are alike until one publishes: the last one opened does (on the first address).
     let publisher = net.conns.len() - 1;
+    // Chat servers do not send a message back to its sender: the publisher receives nothing.
+    let self_delivery = config.mode != Mode::Chat;
     let mut frame = ClientFrame::new(config.payload);
     let mut events = Events::with_capacity(4096);
 
@@ -33,7 +92,7 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
     let setup_s = start.elapsed().as_secs_f64();
 
     let mut receivers = Receivers {
-        live: net.open.iter().filter(|&&open| open).count(),
+        live: net.open.iter().filter(|&&open| open).count() - usize::from(!self_delivery),
         closed: net.open.iter().filter(|&&open| !open).count(),
         expected: vec![0; net.conns.len()],
         flight: Flight::default(),
@@ -61,7 +120,7 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
                 sent_ns,
                 kind: KIND_DATA,
             };
-            burst.extend_from_slice(frame.stamp(stamp));
+            burst.extend_from_slice(&publish(config, &mut frame, stamp));
             receivers.flight.push(next_seq, sent_ns, receivers.live);
             next_seq += 1;
             if measuring {
@@ -110,17 +169,19 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
             let next = &mut expected[i];
             let ended = conns[i].pump(scratch, |f| {
                 let now_ns = start.elapsed().as_nanos() as u64;
-                let stamp = match (f.opcode, Stamp::parse(f.payload)) {
-                    (OP_BINARY, Some(stamp)) if f.fin && f.payload.len() == config.payload => stamp,
-                    _ => {
+                let stamp = match classify(config, f) {
+                    Got::Data(stamp) => stamp,
+                    Got::Probe(_) => return,
+                    Got::Notice => {
+                        t.ignored += u64::from(measuring);
+                        return;
+                    }
+                    Got::Foreign => {
                         t.foreign += 1;
                         return;
                     }
                 };
-                if stamp.kind == KIND_PROBE {
-                    return;
-                }
-                if stamp.seq >= next_seq {
+                if stamp.seq >= next_seq || (i == publisher && !self_delivery) {
                     t.foreign += 1;
                     return;
                 }
@@ -154,6 +215,7 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
     let Measured {
         window_s,
         server_cpu_ns,
+        backplane_cpu_ns,
         server_core_busy,
         server_core_ns,
         loadgen_cpu_ns,
@@ -180,7 +242,9 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
         duplicates: t.duplicates,
         timed_out: t.timed_out,
         foreign: t.foreign,
+        ignored: t.ignored,
         server_cpu_ns,
+        backplane_cpu_ns,
         server_core_busy,
         server_core_ns,
         loadgen_cpu_ns,
@@ -202,18 +266,23 @@ fn sync(
     publisher: usize,
 ) -> anyhow::Result<()> {
     let total = net.conns.len();
+    // In chat mode the publisher receives no probes, so only the others count.
+    let publisher_receives = config.mode != Mode::Chat;
     // The last probe each connection received.
     let mut last: Vec<Option<u64>> = vec![None; total];
     // Open connections that received some probe, and those of them that have the current one.
     let (mut synced, mut caught_up) = (0usize, 0usize);
-    let mut open = total;
+    let mut open = total - usize::from(!publisher_receives);
+    // Chat mode: when the last notice arrived.
+    let mut last_notice: Option<Instant> = None;
     let deadline = Instant::now() + config.setup_timeout;
     let mut next_probe = Instant::now();
     let mut current: Option<u64> = None;
     loop {
         let now = Instant::now();
         let quiet = current.is_none() || caught_up == synced;
-        if quiet && synced == open && current.is_some() {
+        let settled = last_notice.is_none_or(|at| now.duration_since(at) >= SETTLE);
+        if quiet && synced == open && current.is_some() && settled {
             return Ok(());
         }
         if now >= deadline {
@@ -230,7 +299,7 @@ fn sync(
                 sent_ns: net.now_ns(),
                 kind: KIND_PROBE,
             };
-            if let Err(err) = net.conns[publisher].send(frame.stamp(stamp)) {
+            if let Err(err) = net.conns[publisher].send(&publish(config, frame, stamp)) {
                 bail!("the publisher's connection failed while syncing: {err}");
             }
             current = Some(seq);
@@ -255,16 +324,22 @@ fn sync(
             if event.is_readable() && matches!(result, Ok(None)) {
                 let Net { conns, scratch, .. } = &mut *net;
                 let mine = &mut last[i];
+                let counts = i != publisher || publisher_receives;
+                let notice = &mut last_notice;
                 result = conns[i].pump(scratch, |f| {
-                    let Some(probe) = Stamp::parse(f.payload).filter(|s| s.kind == KIND_PROBE)
-                    else {
-                        return;
+                    let seq = match classify(config, f) {
+                        Got::Probe(seq) if counts => seq,
+                        Got::Notice => {
+                            *notice = Some(Instant::now());
+                            return;
+                        }
+                        _ => return,
                     };
                     if mine.is_none() {
                         synced += 1;
                     }
-                    *mine = Some(probe.seq);
-                    if Some(probe.seq) == current {
+                    *mine = Some(seq);
+                    if Some(seq) == current {
                         caught_up += 1;
                     }
                 });
@@ -336,6 +411,7 @@ struct Tally {
     duplicates: u64,
     timed_out: u64,
     foreign: u64,
+    ignored: u64,
 }
 
 /// One publish not yet received by everyone.

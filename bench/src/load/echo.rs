@@ -10,7 +10,7 @@ use mio::Events;
 
 use super::conn::Ended;
 use super::frame::{ClientFrame, KIND_DATA, OP_BINARY, Stamp};
-use super::{Config, Measured, Net, Report, Window, histogram};
+use super::{Config, Measured, Net, Report, Window, histogram, spread};
 
 /// Per-connection sequence state.
 #[derive(Debug, Default, Clone, Copy)]
@@ -25,7 +25,7 @@ struct Seqs {
 
 pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
     let start = Instant::now();
-    let mut net = Net::connect(config, config.connections, start)?;
+    let mut net = Net::connect(config, &spread(&config.addrs, config.connections), start)?;
     let setup_s = start.elapsed().as_secs_f64();
     let n = net.conns.len();
     let mut frame = ClientFrame::new(config.payload);
@@ -153,6 +153,7 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
     let Measured {
         window_s,
         server_cpu_ns,
+        backplane_cpu_ns,
         server_core_busy,
         server_core_ns,
         loadgen_cpu_ns,
@@ -183,6 +184,8 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
         duplicates,
         timed_out: stalled,
         foreign,
+        ignored: 0,
+        backplane_cpu_ns,
         server_cpu_ns,
         server_core_busy,
         server_core_ns,

@@ -60,6 +60,52 @@ impl Stamp {
     }
 }
 
+/// The chat protocol of Verb's `rooms` / `cluster` examples: a publish is the masked text frame
+/// `{"username":"bench","text":"KIND:SEQ:SENT_NS"}` (its size follows the numbers, not `--payload`).
+pub fn chat_frame(stamp: Stamp) -> Vec<u8> {
+    let json = format!(
+        r#"{{"username":"bench","text":"{}:{}:{}"}}"#,
+        stamp.kind, stamp.seq, stamp.sent_ns
+    );
+    encode_client(OP_TEXT, json.as_bytes())
+}
+
+/// A server frame of the chat protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chat {
+    /// A `{"type":"message",..,"text":"KIND:SEQ:SENT_NS"}` carrying one of our stamps.
+    Data(Stamp),
+    /// A `welcome` or `system` notice (joins and leaves), not ours to measure.
+    Notice,
+    /// Anything else (an `error`, a message that is not ours, ...).
+    Other,
+}
+
+/// Classifies the payload of a text frame of the chat protocol.
+pub fn parse_chat(payload: &[u8]) -> Chat {
+    let Ok(text) = std::str::from_utf8(payload) else {
+        return Chat::Other;
+    };
+    if text.contains(r#""type":"welcome""#) || text.contains(r#""type":"system""#) {
+        return Chat::Notice;
+    }
+    if !text.contains(r#""type":"message""#) {
+        return Chat::Other;
+    }
+    let stamp =
+        text.split_once(r#""text":""#)
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .and_then(|(fields, _)| {
+                let mut it = fields.split(':');
+                let kind: u8 = it.next()?.parse().ok()?;
+                let seq = it.next()?.parse().ok()?;
+                let sent_ns = it.next()?.parse().ok()?;
+                (it.next().is_none() && (kind == KIND_PROBE || kind == KIND_DATA))
+                    .then_some(Stamp { seq, sent_ns, kind })
+            });
+    stamp.map_or(Chat::Other, Chat::Data)
+}
+
 /// A masked binary client frame of a fixed payload size, encoded once and stamped before each send.
 #[derive(Debug, Clone)]
 pub struct ClientFrame {
@@ -231,6 +277,28 @@ mod tests {
             assert_eq!(Stamp::parse(&payload2), Some(again));
             assert_eq!(payload[MIN_PAYLOAD..], payload2[MIN_PAYLOAD..]);
         }
+    }
+
+    #[test]
+    fn chat_frames_round_trip_through_the_server_format() {
+        let stamp = Stamp {
+            seq: 42,
+            sent_ns: 123_456_789,
+            kind: KIND_DATA,
+        };
+        let (opcode, payload) = unmask(&chat_frame(stamp));
+        assert_eq!(opcode, OP_TEXT);
+        let sent = String::from_utf8(payload).expect("UTF-8");
+        assert_eq!(sent, r#"{"username":"bench","text":"1:42:123456789"}"#);
+        let received = r#"{"sender":"bench","text":"1:42:123456789","timestamp":1700000000000,"type":"message"}"#;
+        assert_eq!(parse_chat(received.as_bytes()), Chat::Data(stamp));
+        let welcome = r#"{"room":"bench","type":"welcome","userCount":3}"#;
+        assert_eq!(parse_chat(welcome.as_bytes()), Chat::Notice);
+        let system = r#"{"message":"A user has joined the room","type":"system","userCount":3}"#;
+        assert_eq!(parse_chat(system.as_bytes()), Chat::Notice);
+        let other = r#"{"sender":"x","text":"hello","timestamp":1,"type":"message"}"#;
+        assert_eq!(parse_chat(other.as_bytes()), Chat::Other);
+        assert_eq!(parse_chat(br#"{"type":"error"}"#), Chat::Other);
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! The load generator: one thread, raw non-blocking sockets under one `mio` poller, pre-encoded masked
 //! frames, a closed loop of K messages in flight, and the latency of every delivery.
 //!
-//! Two modes:
+//! Three modes:
 //! - [`Mode::Broadcast`]: N subscriber connections and one publisher connection. The publisher keeps K
 //!   messages in flight; a message is complete once every connection (the N subscribers and the
 //!   publisher itself, which the server also sends it to) has received it, and then the next one goes
 //!   out. A delivery is one message received by one connection.
 //! - [`Mode::Echo`]: N connections, each keeping K messages in flight to an echo server. A delivery is
 //!   one echoed message.
+//! - [`Mode::Chat`]: broadcast in the JSON chat protocol of Verb's `rooms` / `cluster` examples, where
+//!   the publisher does not receive its own messages; with several server addresses the subscribers
+//!   are spread over them (cross-node fan-out).
 //!
 //! Every message carries a sequence number and its send time (nanoseconds since this process started,
 //! so latency is simply receive time minus send time). Each connection checks that it receives every
@@ -40,6 +43,11 @@ pub enum Mode {
     Broadcast,
     /// N connections, each sending to an echo server and waiting for its own messages back.
     Echo,
+    /// Like broadcast, but in the JSON chat protocol of Verb's `rooms` / `cluster` examples: the
+    /// publisher sends `{"username":..,"text":"KIND:SEQ:SENT_NS"}` text frames, subscribers receive
+    /// `{"type":"message",..,"text":..}` and the publisher does not receive its own messages;
+    /// `welcome` and `system` notices are skipped (and counted as ignored).
+    Chat,
 }
 
 impl Mode {
@@ -47,6 +55,7 @@ impl Mode {
         match self {
             Self::Broadcast => "broadcast",
             Self::Echo => "echo",
+            Self::Chat => "chat",
         }
     }
 }
@@ -54,8 +63,9 @@ impl Mode {
 /// What to run against which server.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The server's address.
-    pub addr: SocketAddr,
+    /// The servers' addresses: connections are spread evenly over them (the first ones get the
+    /// remainder), and the publisher (broadcast, chat) connects to the first.
+    pub addrs: Vec<SocketAddr>,
     /// Request path of the upgrade.
     pub path: String,
     /// Which benchmark.
@@ -70,8 +80,10 @@ pub struct Config {
     pub warmup: Duration,
     /// Measured time.
     pub duration: Duration,
-    /// The server's process id, to sample its CPU time.
-    pub server_pid: Option<u32>,
+    /// The server processes' ids, to sample their CPU time (summed).
+    pub server_pids: Vec<u32>,
+    /// Another process whose CPU time is reported on its own (the Redis backplane of a cluster).
+    pub backplane_pid: Option<u32>,
     /// The core the server is pinned to, to sample how busy it is (softirq included).
     pub server_core: Option<usize>,
     /// A message not complete after this long is given up on (counted as timed out).
@@ -120,8 +132,13 @@ pub struct Report {
     pub timed_out: u64,
     /// Data frames that were not this load generator's messages.
     pub foreign: u64,
-    /// Server CPU time in the window, nanoseconds, if its pid was given and readable.
+    /// Server notices skipped in the window (chat mode: `welcome` and `system` messages).
+    pub ignored: u64,
+    /// Server CPU time in the window, nanoseconds (all servers summed), if their pids were given and
+    /// readable.
     pub server_cpu_ns: Option<u64>,
+    /// The backplane's CPU time in the window, nanoseconds, if its pid was given and readable.
+    pub backplane_cpu_ns: Option<u64>,
     /// Busy share of the server's core in the window (user, system, irq, softirq), if it was given.
     pub server_core_busy: Option<f64>,
     /// Busy time of the server's core in the window, nanoseconds, if it was given.
@@ -170,6 +187,12 @@ impl Report {
         kv("duplicates", self.duplicates.to_string());
         kv("timed_out", self.timed_out.to_string());
         kv("foreign", self.foreign.to_string());
+        kv("ignored", self.ignored.to_string());
+        kv(
+            "backplane_cpu_ns",
+            self.backplane_cpu_ns
+                .map_or_else(|| "-".to_owned(), |ns| ns.to_string()),
+        );
         kv(
             "server_cpu_ns",
             self.server_cpu_ns
@@ -193,11 +216,15 @@ impl Report {
     /// A few human-readable lines.
     pub fn summary(&self) -> String {
         let mut out = format!(
-            "{} x{} (K={}, {} B): {:.0} deliveries/s over {:.2} s, latency p50 {:.0} µs p99 {:.0} µs max {:.0} µs",
+            "{} x{} (K={}, {}): {:.0} deliveries/s over {:.2} s, latency p50 {:.0} µs p99 {:.0} µs max {:.0} µs",
             self.mode,
             self.connections,
             self.in_flight,
-            self.payload,
+            if self.mode == "chat" {
+                "JSON".to_owned()
+            } else {
+                format!("{} B", self.payload)
+            },
             self.rate(),
             self.window_s,
             self.quantile_us(0.5),
@@ -212,6 +239,9 @@ impl Report {
                 "\n  server CPU {:.2} cores, {per:.0} ns/delivery",
                 cores(ns)
             );
+        }
+        if let Some(ns) = self.backplane_cpu_ns {
+            let _ = write!(out, "; backplane CPU {:.2} cores", cores(ns));
         }
         if let Some(busy) = self.server_core_busy {
             let _ = write!(
@@ -229,8 +259,14 @@ impl Report {
         );
         let _ = write!(
             out,
-            "\n  failed {} closed {} lost {} duplicates {} timed out {} foreign {}",
-            self.failed, self.closed, self.lost, self.duplicates, self.timed_out, self.foreign
+            "\n  failed {} closed {} lost {} duplicates {} timed out {} foreign {} ignored {}",
+            self.failed,
+            self.closed,
+            self.lost,
+            self.duplicates,
+            self.timed_out,
+            self.foreign,
+            self.ignored
         );
         out
     }
@@ -240,6 +276,7 @@ impl Report {
 pub fn run(config: &Config) -> anyhow::Result<Report> {
     anyhow::ensure!(config.connections > 0, "--connections must be at least 1");
     anyhow::ensure!(config.in_flight > 0, "--in-flight must be at least 1");
+    anyhow::ensure!(!config.addrs.is_empty(), "no server address");
     anyhow::ensure!(
         (frame::MIN_PAYLOAD..=frame::MAX_PAYLOAD).contains(&config.payload),
         "--payload must be within {}..={}",
@@ -248,7 +285,7 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
     );
     raise_fd_limit(config.connections + 64);
     match config.mode {
-        Mode::Broadcast => broadcast::run(config),
+        Mode::Broadcast | Mode::Chat => broadcast::run(config),
         Mode::Echo => echo::run(config),
     }
 }
@@ -265,16 +302,25 @@ struct Net {
 }
 
 impl Net {
-    /// Opens `count` connections and registers them; fails if none could be opened.
-    fn connect(config: &Config, count: usize, start: Instant) -> anyhow::Result<Self> {
+    /// Opens the connections `placement` asks for (so many to each address, in that order) and
+    /// registers them; fails if none could be opened.
+    fn connect(
+        config: &Config,
+        placement: &[(SocketAddr, usize)],
+        start: Instant,
+    ) -> anyhow::Result<Self> {
         let poll = Poll::new().context("cannot create the poller")?;
-        let opened = handshake::open_many(
-            config.addr,
-            &config.path,
-            count,
-            config.connect_batch,
-            config.setup_timeout,
-        );
+        let count: usize = placement.iter().map(|&(_, n)| n).sum();
+        let mut opened = Vec::with_capacity(count);
+        for &(addr, n) in placement {
+            opened.extend(handshake::open_many(
+                addr,
+                &config.path,
+                n,
+                config.connect_batch,
+                config.setup_timeout,
+            ));
+        }
         let mut conns = Vec::with_capacity(count);
         let mut failed = 0;
         let mut first_error = None;
@@ -291,7 +337,7 @@ impl Net {
             eprintln!("bench-load: {failed} of {count} connections failed; first error: {err}");
         }
         if conns.is_empty() {
-            bail!("no connection could be opened to {}", config.addr);
+            bail!("no connection could be opened to {:?}", config.addrs);
         }
         for (i, conn) in conns.iter_mut().enumerate() {
             poll.registry()
@@ -326,6 +372,7 @@ const POLL_CAP: Duration = Duration::from_millis(50);
 struct Measured {
     window_s: f64,
     server_cpu_ns: Option<u64>,
+    backplane_cpu_ns: Option<u64>,
     server_core_busy: Option<f64>,
     server_core_ns: Option<u64>,
     loadgen_cpu_ns: u64,
@@ -337,6 +384,7 @@ struct Measured {
 struct Sample {
     at: Instant,
     server_ns: Option<u64>,
+    backplane_ns: Option<u64>,
     core: Option<procstat::CoreTimes>,
     self_ns: u64,
 }
@@ -345,7 +393,8 @@ struct Sample {
 struct Window {
     warm_end: Instant,
     end: Instant,
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
+    backplane_pid: Option<u32>,
     server_core: Option<usize>,
     spin: bool,
     measuring: bool,
@@ -360,7 +409,8 @@ impl Window {
         Self {
             warm_end,
             end: warm_end + config.duration,
-            server_pid: config.server_pid,
+            server_pids: config.server_pids.clone(),
+            backplane_pid: config.backplane_pid,
             server_core: config.server_core,
             spin: config.spin,
             measuring: false,
@@ -413,6 +463,7 @@ impl Window {
             return Measured {
                 window_s: 0.0,
                 server_cpu_ns: None,
+                backplane_cpu_ns: None,
                 server_core_busy: None,
                 server_core_ns: None,
                 loadgen_cpu_ns: 0,
@@ -426,6 +477,10 @@ impl Window {
             server_cpu_ns: start
                 .server_ns
                 .zip(end.server_ns)
+                .map(|(a, b)| b.saturating_sub(a)),
+            backplane_cpu_ns: start
+                .backplane_ns
+                .zip(end.backplane_ns)
                 .map(|(a, b)| b.saturating_sub(a)),
             server_core_busy: start.core.zip(end.core).map(|(a, b)| {
                 let busy = b.busy_ns.saturating_sub(a.busy_ns) as f64;
@@ -444,6 +499,7 @@ impl Window {
         Sample {
             at,
             server_ns: self.server_cpu(),
+            backplane_ns: self.backplane_pid.and_then(pid_cpu),
             core: self
                 .server_core
                 .and_then(|cpu| match procstat::core_ns(cpu) {
@@ -457,16 +513,34 @@ impl Window {
         }
     }
 
+    /// The CPU time of all servers, summed; `None` if there are none or one cannot be read.
     fn server_cpu(&self) -> Option<u64> {
-        let pid = self.server_pid?;
-        match procstat::cpu_ns(pid) {
-            Ok(ns) => Some(ns),
-            Err(err) => {
-                eprintln!("bench-load: cannot read the CPU time of pid {pid}: {err}");
-                None
-            }
+        if self.server_pids.is_empty() {
+            return None;
+        }
+        self.server_pids.iter().map(|&pid| pid_cpu(pid)).sum()
+    }
+}
+
+/// The CPU time of process `pid`, or `None` (said on stderr) if it cannot be read.
+fn pid_cpu(pid: u32) -> Option<u64> {
+    match procstat::cpu_ns(pid) {
+        Ok(ns) => Some(ns),
+        Err(err) => {
+            eprintln!("bench-load: cannot read the CPU time of pid {pid}: {err}");
+            None
         }
     }
+}
+
+/// `n` connections spread evenly over `addrs`, the first addresses taking the remainder.
+fn spread(addrs: &[SocketAddr], n: usize) -> Vec<(SocketAddr, usize)> {
+    let k = addrs.len().max(1);
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, &addr)| (addr, n / k + usize::from(i < n % k)))
+        .collect()
 }
 
 /// A latency histogram in nanoseconds, 1 µs to 100 s at three significant figures.
@@ -498,5 +572,19 @@ fn raise_fd_limit(want: usize) {
             "bench-load: open-file limit {} is below the {want} this run needs",
             limit.rlim_max
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreads_connections_evenly() {
+        let a: SocketAddr = "127.0.0.1:1".parse().expect("address");
+        let b: SocketAddr = "127.0.0.1:2".parse().expect("address");
+        assert_eq!(spread(&[a, b], 1001), vec![(a, 501), (b, 500)]);
+        assert_eq!(spread(&[a, b], 1000), vec![(a, 500), (b, 500)]);
+        assert_eq!(spread(&[a], 7), vec![(a, 7)]);
     }
 }
