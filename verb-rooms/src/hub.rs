@@ -260,63 +260,81 @@ impl Rooms {
             let Some(index) = conn.rooms.iter().position(|r| &*r.name == room) else {
                 return false;
             };
-            conn.rooms.swap_remove(index)
+            let left = conn.rooms.swap_remove(index);
+            // Under the connection's shard lock, so a concurrent join of the same connection cannot
+            // slip between the two halves of the membership.
+            let emptied = Self::detach(&left, ws.id());
+            (left, emptied)
         };
-        self.remove_member(&left, ws);
-        self.run_hook(&self.inner.on_leave, room, ws);
+        self.after_leave(&[left], ws);
         true
     }
 
-    fn remove_member(&self, room: &Arc<Room>, ws: &WebSocket) {
-        let emptied = {
-            let mut members = write(&room.members);
-            members.list.swap_remove(&ws.id());
-            members.dead = members.list.is_empty();
-            members.dead
-        };
-        if emptied {
-            self.forget_room(room);
+    /// Removes member `id` from `room`'s list; whether the room is now empty. The caller holds the
+    /// member's shard lock.
+    fn detach(room: &Arc<Room>, id: u64) -> bool {
+        let mut members = write(&room.members);
+        members.list.swap_remove(&id);
+        members.dead = members.list.is_empty();
+        members.dead
+    }
+
+    /// What follows leaving, outside every lock: emptied rooms leave the table, the backplane hears,
+    /// and the `on_leave` hook runs.
+    fn after_leave(&self, left: &[(Arc<Room>, bool)], ws: &WebSocket) {
+        for (room, emptied) in left {
+            if *emptied {
+                self.forget_room(room);
+            }
+            if let Some(backplane) = self.inner.backplane.get() {
+                backplane.member_left(&room.name, ws.id());
+            }
+            tracing::trace!(room = %room.name, id = ws.id(), "left");
         }
-        if let Some(backplane) = self.inner.backplane.get() {
-            backplane.member_left(&room.name, ws.id());
+        for (room, _) in left {
+            self.run_hook(&self.inner.on_leave, &room.name, ws);
         }
-        tracing::trace!(room = %room.name, id = ws.id(), "left");
     }
 
     /// Takes `ws` out of every room; returns the rooms it left. Runs by itself when a connection
     /// attached to this hub closes.
     pub fn leave_all(&self, ws: &WebSocket) -> Vec<String> {
-        let left = {
+        let left: Vec<(Arc<Room>, bool)> = {
             let mut shard = self.shard(ws);
-            match shard.get_mut(&ws.id()) {
-                Some(conn) => std::mem::take(&mut conn.rooms),
-                None => return Vec::new(),
-            }
+            let Some(conn) = shard.get_mut(&ws.id()) else {
+                return Vec::new();
+            };
+            std::mem::take(&mut conn.rooms)
+                .into_iter()
+                .map(|room| {
+                    let emptied = Self::detach(&room, ws.id());
+                    (room, emptied)
+                })
+                .collect()
         };
-        self.left_rooms(left, ws)
-    }
-
-    fn left_rooms(&self, left: Vec<Arc<Room>>, ws: &WebSocket) -> Vec<String> {
-        let mut names = Vec::with_capacity(left.len());
-        for room in &left {
-            self.remove_member(room, ws);
-        }
-        for room in &left {
-            self.run_hook(&self.inner.on_leave, &room.name, ws);
-            names.push(room.name.to_string());
-        }
-        names
+        self.after_leave(&left, ws);
+        left.iter().map(|(room, _)| room.name.to_string()).collect()
     }
 
     /// Forgets `ws` entirely: its rooms, its user key, and its place among [`everyone`](Self::everyone).
     fn forget(&self, ws: &WebSocket) {
-        let Some(conn) = self.shard(ws).remove(&ws.id()) else {
-            return;
+        let left: Vec<(Arc<Room>, bool)> = {
+            let mut shard = self.shard(ws);
+            let Some(conn) = shard.remove(&ws.id()) else {
+                return;
+            };
+            if let Some(user) = &conn.user {
+                self.unlink_user(user, ws);
+            }
+            conn.rooms
+                .into_iter()
+                .map(|room| {
+                    let emptied = Self::detach(&room, ws.id());
+                    (room, emptied)
+                })
+                .collect()
         };
-        if let Some(user) = &conn.user {
-            self.unlink_user(user, ws);
-        }
-        self.left_rooms(conn.rooms, ws);
+        self.after_leave(&left, ws);
     }
 
     /// Whether `ws` is in `room`.
@@ -468,20 +486,19 @@ impl Rooms {
     /// is closed.
     pub fn set_user(&self, ws: &WebSocket, user: impl Into<String>) -> bool {
         let user: Arc<str> = Arc::from(user.into());
-        let previous = {
-            let mut shard = self.shard(ws);
-            let Some(conn) = Self::register(&mut shard, ws) else {
-                return false;
-            };
-            if conn.user.as_deref() == Some(&*user) {
-                return true;
-            }
-            let mut users = write(&self.inner.users);
-            users.entry(user.clone()).or_default().push(ws.clone());
-            drop(users);
-            conn.user.replace(user)
+        let mut shard = self.shard(ws);
+        let Some(conn) = Self::register(&mut shard, ws) else {
+            return false;
         };
-        if let Some(previous) = previous {
+        if conn.user.as_deref() == Some(&*user) {
+            return true;
+        }
+        write(&self.inner.users)
+            .entry(user.clone())
+            .or_default()
+            .push(ws.clone());
+        // Still under the shard lock: a concurrent change of this connection's key waits.
+        if let Some(previous) = conn.user.replace(user) {
             self.unlink_user(&previous, ws);
         }
         true
@@ -489,15 +506,13 @@ impl Rooms {
 
     /// Removes the application key of `ws`, if it has one.
     pub fn clear_user(&self, ws: &WebSocket) {
-        let previous = self
-            .shard(ws)
-            .get_mut(&ws.id())
-            .and_then(|conn| conn.user.take());
-        if let Some(previous) = previous {
+        let mut shard = self.shard(ws);
+        if let Some(previous) = shard.get_mut(&ws.id()).and_then(|conn| conn.user.take()) {
             self.unlink_user(&previous, ws);
         }
     }
 
+    /// Removes `ws` from `user`'s connections. The caller holds `ws`'s shard lock.
     fn unlink_user(&self, user: &str, ws: &WebSocket) {
         let mut users = write(&self.inner.users);
         if let Some(connections) = users.get_mut(user) {
