@@ -3,6 +3,7 @@
 mod auth;
 mod cluster;
 mod http;
+mod liveness;
 mod rooms;
 mod secure;
 mod support;
