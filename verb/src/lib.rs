@@ -39,6 +39,7 @@
 //! Testing helpers live in [`mod@test`].
 
 mod app;
+pub mod client;
 mod monitor;
 pub mod test;
 

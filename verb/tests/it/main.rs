@@ -1,6 +1,7 @@
 //! Integration tests of the facade over real loopback sockets.
 
 mod auth;
+mod client;
 mod http;
 mod lifecycle;
 mod limits;
