@@ -30,6 +30,9 @@ struct Cli {
     tick_ms: u64,
 }
 
+/// The feed page; it connects back to the host that served it.
+const PAGE: &str = include_str!("../pages/live-feed.html");
+
 const TOPICS: [&str; 4] = ["stocks", "crypto", "news", "weather"];
 
 fn on_message(ws: &WebSocket, msg: &Message) {
@@ -155,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
         app.rooms().clone(),
         Duration::from_millis(cli.tick_ms),
     ));
+    app.get("/", |_req| async { Response::html(PAGE) });
     app.websocket(
         Ws::new()
             .open(|ws: &WebSocket, _req: &Request| {

@@ -26,6 +26,9 @@ struct Cli {
     common: Common,
 }
 
+/// The room chat page; it connects back to the host that served it.
+const PAGE: &str = include_str!("../pages/room-chat.html");
+
 /// Longest room name accepted, in bytes.
 const MAX_ROOM: usize = 128;
 
@@ -112,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
     examples::init_tracing();
     let mut app = verb::create_server_with(ServerProtocol::WebSocket);
     let (talked, closed) = (app.rooms().clone(), app.rooms().clone());
+    app.get("/", |_req| async { Response::html(PAGE) });
     app.websocket(
         Ws::new()
             .message(move |ws: &WebSocket, msg: Message| on_message(&talked, ws, &msg))

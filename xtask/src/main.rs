@@ -2,8 +2,8 @@
 //!
 //! - `cargo xtask ci`: everything CI checks, in the order CI runs it: formatting, Clippy with warnings
 //!   denied, every test (unit, integration, doc), and the docs with warnings denied. It first makes sure
-//!   the tools the checks need are present (rustfmt, clippy, `redis-server` for the multi-node tests),
-//!   installing what is missing, so it passes on a fresh machine.
+//!   the tools the checks need are present (rustfmt, clippy, `redis-server` for the multi-node tests,
+//!   Chromium for the browser tests), installing what is missing, so it passes on a fresh machine.
 //! - `cargo xtask bench`: the benchmarks of `bench/` against Verb's examples (see [`mod@bench`] and
 //!   BENCHMARKS.md).
 
@@ -50,7 +50,7 @@ fn root() -> PathBuf {
 fn ci() -> Result<()> {
     let started = Instant::now();
     ensure_rust_components()?;
-    ensure_redis_server()?;
+    ensure_system_programs()?;
 
     step("format", cargo(&["fmt", "--all", "--", "--check"]))?;
     step(
@@ -97,40 +97,49 @@ fn step(name: &str, mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
-/// The multi-node tests run their own `redis-server` (one per test, on a free port); install Debian's
-/// package when the binary is absent.
-fn ensure_redis_server() -> Result<()> {
-    let present = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .map(|out| out.status.success())
-        .unwrap_or(false);
-    if present {
+/// System programs the tests drive, as (binary, Debian package): the multi-node tests run their own
+/// `redis-server` (one per test, on a free port), the browser tests a headless Chromium. Missing ones
+/// are installed with apt-get; a failure stops CI loudly (the tests never skip silently).
+const SYSTEM_PROGRAMS: [(&str, &str); 2] =
+    [("redis-server", "redis-server"), ("chromium", "chromium")];
+
+fn ensure_system_programs() -> Result<()> {
+    let missing: Vec<&str> = SYSTEM_PROGRAMS
+        .iter()
+        .filter(|(binary, _)| {
+            !Command::new(binary)
+                .arg("--version")
+                .output()
+                .is_ok_and(|out| out.status.success())
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("==> installing redis-server (apt-get)");
-    let sudo = if is_root() { None } else { Some("sudo") };
+    eprintln!("==> installing {} (apt-get)", missing.join(", "));
     let apt = |args: &[&str]| -> Result<()> {
-        let mut cmd = match sudo {
-            Some(sudo) => {
-                let mut cmd = Command::new(sudo);
-                cmd.arg("apt-get");
-                cmd
-            }
-            None => Command::new("apt-get"),
+        let mut cmd = if is_root() {
+            Command::new("apt-get")
+        } else {
+            let mut cmd = Command::new("sudo");
+            cmd.arg("apt-get");
+            cmd
         };
         let status = cmd
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
-            .context("cannot run apt-get to install redis-server")?;
+            .context("cannot run apt-get")?;
         if !status.success() {
             bail!("apt-get {} failed ({status})", args.join(" "));
         }
         Ok(())
     };
     apt(&["update", "-q"])?;
-    apt(&["install", "-y", "-q", "redis-server"])
+    let mut install = vec!["install", "-y", "-q"];
+    install.extend(&missing);
+    apt(&install)
 }
 
 fn is_root() -> bool {

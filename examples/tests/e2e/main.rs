@@ -1,0 +1,208 @@
+//! End-to-end tests: the example servers, driven through their pages in a real headless Chromium.
+//! Screenshots of each page land in `target/e2e/` for review.
+
+mod browser;
+#[allow(dead_code)]
+#[path = "../it/support.rs"]
+mod support;
+
+use browser::Browser;
+use support::Example;
+
+/// Sets an input's value from a test.
+fn set(id: &str, value: &str) -> String {
+    format!(
+        "document.getElementById({id:?}).value = {value}; true",
+        value = serde_json::to_string(value).unwrap()
+    )
+}
+
+fn submit(id: &str) -> String {
+    format!("document.getElementById({id:?}).requestSubmit(); true")
+}
+
+/// Two tabs of the chat: each sees the other's message (as text, never as HTML) and the user count.
+#[tokio::test]
+async fn chat_in_two_tabs() {
+    let example = Example::start("chat", &[]);
+    let url = format!("http://{}/", example.addr);
+    let mut browser = Browser::launch().await;
+    let ada = browser.open(&url).await;
+    browser
+        .wait_for(&ada, "document.getElementById('count').textContent === '1'")
+        .await;
+    let bob = browser.open(&url).await;
+    for tab in [&ada, &bob] {
+        browser
+            .wait_for(tab, "document.getElementById('count').textContent === '2'")
+            .await;
+    }
+    browser.eval(&ada, &set("username", "Ada")).await;
+    browser.eval(&ada, &set("text", "hello <b>bob</b>")).await;
+    browser.eval(&ada, &submit("send")).await;
+    browser
+        .wait_for(
+            &bob,
+            "document.getElementById('messages').textContent.includes('Ada: hello <b>bob</b>')",
+        )
+        .await;
+    // Escaped: the markup arrived as text, no element was made from it.
+    let bold = browser
+        .eval(&bob, "document.querySelectorAll('#messages b').length")
+        .await;
+    assert_eq!(bold, serde_json::json!(0));
+    browser.screenshot(&bob, "chat").await;
+    browser.close(&bob).await;
+    browser
+        .wait_for(&ada, "document.getElementById('count').textContent === '1'")
+        .await;
+    drop(browser);
+    assert!(example.terminate().success());
+}
+
+/// The room chat: a message stays in its room.
+#[tokio::test]
+async fn room_chat_keeps_messages_in_their_room() {
+    let example = Example::start("room-chat", &[]);
+    let url = format!("http://{}/", example.addr);
+    let mut browser = Browser::launch().await;
+    let mut tabs = Vec::new();
+    for (name, room) in [("ann", "red"), ("ben", "red"), ("cat", "blue")] {
+        let tab = browser.open(&url).await;
+        browser
+            .wait_for(&tab, "document.getElementById('join') !== null")
+            .await;
+        browser.eval(&tab, &set("username", name)).await;
+        browser.eval(&tab, &set("room", room)).await;
+        // The socket may still be connecting: retry the join until the page says it is in.
+        browser
+            .wait_for(
+                &tab,
+                &format!(
+                    "document.getElementById('status').textContent.startsWith('in {room}') || (document.getElementById('join').requestSubmit(), false)"
+                ),
+            )
+            .await;
+        tabs.push(tab);
+    }
+    browser.eval(&tabs[0], &set("text", "red only")).await;
+    browser.eval(&tabs[0], &submit("send")).await;
+    browser
+        .wait_for(
+            &tabs[1],
+            "document.getElementById('messages').textContent.includes('ann: red only')",
+        )
+        .await;
+    browser.eval(&tabs[2], &set("text", "blue here")).await;
+    browser.eval(&tabs[2], &submit("send")).await;
+    browser
+        .wait_for(
+            &tabs[2],
+            "document.getElementById('messages').textContent.includes('cat: blue here')",
+        )
+        .await;
+    let blue = browser
+        .eval(&tabs[2], "document.getElementById('messages').textContent")
+        .await;
+    assert!(
+        !blue.as_str().unwrap_or_default().contains("red only"),
+        "{blue}"
+    );
+    browser.screenshot(&tabs[1], "room-chat").await;
+    drop(browser);
+    assert!(example.terminate().success());
+}
+
+/// The live feed: ticking a topic shows its data, and only its data.
+#[tokio::test]
+async fn live_feed_shows_subscribed_data() {
+    let example = Example::start("live-feed", &["--tick-ms", "50"]);
+    let mut browser = Browser::launch().await;
+    let tab = browser.open(&format!("http://{}/", example.addr)).await;
+    browser
+        .wait_for(&tab, "document.getElementById('topic-crypto') !== null")
+        .await;
+    browser
+        .eval(
+            &tab,
+            "document.getElementById('topic-crypto').click(); true",
+        )
+        .await;
+    browser
+        .wait_for(&tab, "document.querySelectorAll('#feed .item').length >= 3")
+        .await;
+    let items = browser
+        .eval(
+            &tab,
+            "[...document.querySelectorAll('#feed .item')].map(e => e.textContent)",
+        )
+        .await;
+    let items = items.as_array().cloned().unwrap_or_default();
+    assert!(
+        items
+            .iter()
+            .all(|item| item.as_str().unwrap_or_default().starts_with("[crypto]")),
+        "{items:?}"
+    );
+    browser.screenshot(&tab, "live-feed").await;
+    drop(browser);
+    assert!(example.terminate().success());
+}
+
+/// The authenticated chat: a bad password is refused; after logging in, two users chat.
+#[tokio::test]
+async fn auth_chat_login_then_chat() {
+    let example = Example::start(
+        "auth-chat",
+        &["--jwt-secret", "an e2e secret of at least 32 bytes!"],
+    );
+    let url = format!("http://{}/", example.addr);
+    let mut browser = Browser::launch().await;
+    let admin = browser.open(&url).await;
+    browser
+        .wait_for(&admin, "document.getElementById('login') !== null")
+        .await;
+    browser.eval(&admin, &set("username", "admin")).await;
+    browser.eval(&admin, &set("password", "wrong")).await;
+    browser.eval(&admin, &submit("login")).await;
+    browser
+        .wait_for(
+            &admin,
+            "document.getElementById('status').textContent.includes('Invalid credentials')",
+        )
+        .await;
+    browser.screenshot(&admin, "auth-chat-refused").await;
+    browser.eval(&admin, &set("password", "password")).await;
+    browser.eval(&admin, &submit("login")).await;
+    browser
+        .wait_for(
+            &admin,
+            "document.getElementById('status').textContent.includes('Welcome, admin!')",
+        )
+        .await;
+
+    let john = browser.open(&url).await;
+    browser
+        .wait_for(&john, "document.getElementById('login') !== null")
+        .await;
+    browser.eval(&john, &set("username", "john")).await;
+    browser.eval(&john, &set("password", "password")).await;
+    browser.eval(&john, &submit("login")).await;
+    browser
+        .wait_for(
+            &john,
+            "document.getElementById('status').textContent.includes('Welcome, john!')",
+        )
+        .await;
+    browser.eval(&john, &set("text", "hi admin")).await;
+    browser.eval(&john, &submit("send")).await;
+    browser
+        .wait_for(
+            &admin,
+            "document.getElementById('messages').textContent.includes('john: hi admin')",
+        )
+        .await;
+    browser.screenshot(&admin, "auth-chat").await;
+    drop(browser);
+    assert!(example.terminate().success());
+}
