@@ -12,6 +12,7 @@
 //!         ClientEvent::Message(msg) => println!("{}", msg.as_text().unwrap_or_default()),
 //!         ClientEvent::Disconnected { .. } => println!("lost the server; reconnecting"),
 //!         ClientEvent::Connected => println!("connected"),
+//!         _ => {}
 //!     }
 //! }
 //! # Ok(())
