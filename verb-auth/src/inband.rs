@@ -27,6 +27,10 @@ type SuccessFn<C> = dyn Fn(&WebSocket, &C) + Send + Sync;
 /// 4. No valid token within the timeout (10 s by default): `{"type":"auth_timeout","message":
 ///    "Authentication timeout"}` and close 1008.
 ///
+/// The deadline uses the connection's [`close_after`](WebSocket::close_after) timer: an app that sets
+/// its own timer before authentication replaces this deadline (unauthenticated messages are still
+/// refused), and a successful authentication cancels the timer.
+///
 /// ```
 /// use std::time::Duration;
 /// use verb_auth::{Claims, ClaimsExt, InbandAuth, Jwt};

@@ -153,7 +153,8 @@ impl Connection {
             Poll::Ready(Err(err)) if total == 0 => return Err(err),
             Poll::Ready(Err(_)) | Poll::Pending => self.flush_pending = true,
         }
-        if total == 0 && self.flush_pending {
+        if total == 0 {
+            // Nothing taken (the TLS buffer was full): wait for writability, never report a zero write.
             return Err(would_block());
         }
         Ok(total)

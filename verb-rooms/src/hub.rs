@@ -190,7 +190,7 @@ impl Rooms {
     /// Puts `ws` in `room` (creating the room). Returns `false` if it was already a member, or is
     /// closed.
     pub fn join(&self, room: &str, ws: &WebSocket) -> bool {
-        let presence = {
+        {
             let mut shard = self.shard(ws);
             let Some(conn) = Self::register(&mut shard, ws) else {
                 return false;
@@ -211,12 +211,13 @@ impl Rooms {
                 break candidate;
             };
             conn.rooms.push(joined);
-            conn.presence.clone()
-        };
-        tracing::trace!(room, id = ws.id(), "joined");
-        if let Some(backplane) = self.inner.backplane.get() {
-            backplane.member_joined(room, ws.id(), presence.as_deref());
+            // Still under the shard lock, so the backplane hears joins and leaves of this connection
+            // in the order they happened.
+            if let Some(backplane) = self.inner.backplane.get() {
+                backplane.member_joined(room, ws.id(), conn.presence.as_deref());
+            }
         }
+        tracing::trace!(room, id = ws.id(), "joined");
         self.run_hook(&self.inner.on_join, room, ws);
         true
     }
@@ -263,31 +264,34 @@ impl Rooms {
             let left = conn.rooms.swap_remove(index);
             // Under the connection's shard lock, so a concurrent join of the same connection cannot
             // slip between the two halves of the membership.
-            let emptied = Self::detach(&left, ws.id());
+            let emptied = self.detach(&left, ws.id());
             (left, emptied)
         };
         self.after_leave(&[left], ws);
         true
     }
 
-    /// Removes member `id` from `room`'s list; whether the room is now empty. The caller holds the
-    /// member's shard lock.
-    fn detach(room: &Arc<Room>, id: u64) -> bool {
-        let mut members = write(&room.members);
-        members.list.swap_remove(&id);
-        members.dead = members.list.is_empty();
-        members.dead
+    /// Removes member `id` from `room`'s list and tells the backplane; whether the room is now empty.
+    /// The caller holds the member's shard lock (so the backplane hears changes in order).
+    fn detach(&self, room: &Arc<Room>, id: u64) -> bool {
+        let emptied = {
+            let mut members = write(&room.members);
+            members.list.swap_remove(&id);
+            members.dead = members.list.is_empty();
+            members.dead
+        };
+        if let Some(backplane) = self.inner.backplane.get() {
+            backplane.member_left(&room.name, id);
+        }
+        emptied
     }
 
-    /// What follows leaving, outside every lock: emptied rooms leave the table, the backplane hears,
-    /// and the `on_leave` hook runs.
+    /// What follows leaving, outside every lock: emptied rooms leave the table, and the `on_leave`
+    /// hook runs.
     fn after_leave(&self, left: &[(Arc<Room>, bool)], ws: &WebSocket) {
         for (room, emptied) in left {
             if *emptied {
                 self.forget_room(room);
-            }
-            if let Some(backplane) = self.inner.backplane.get() {
-                backplane.member_left(&room.name, ws.id());
             }
             tracing::trace!(room = %room.name, id = ws.id(), "left");
         }
@@ -307,7 +311,7 @@ impl Rooms {
             std::mem::take(&mut conn.rooms)
                 .into_iter()
                 .map(|room| {
-                    let emptied = Self::detach(&room, ws.id());
+                    let emptied = self.detach(&room, ws.id());
                     (room, emptied)
                 })
                 .collect()
@@ -329,7 +333,7 @@ impl Rooms {
             conn.rooms
                 .into_iter()
                 .map(|room| {
-                    let emptied = Self::detach(&room, ws.id());
+                    let emptied = self.detach(&room, ws.id());
                     (room, emptied)
                 })
                 .collect()
@@ -414,17 +418,14 @@ impl Rooms {
             return false;
         };
         let json: Arc<str> = Arc::from(json);
-        let rooms: Vec<Arc<str>> = {
-            let mut shard = self.shard(ws);
-            let Some(conn) = Self::register(&mut shard, ws) else {
-                return false;
-            };
-            conn.presence = Some(json.clone());
-            conn.rooms.iter().map(|room| room.name.clone()).collect()
+        let mut shard = self.shard(ws);
+        let Some(conn) = Self::register(&mut shard, ws) else {
+            return false;
         };
+        conn.presence = Some(json.clone());
         if let Some(backplane) = self.inner.backplane.get() {
-            for room in rooms {
-                backplane.member_joined(&room, ws.id(), Some(&json));
+            for room in &conn.rooms {
+                backplane.member_joined(&room.name, ws.id(), Some(&json));
             }
         }
         true

@@ -67,6 +67,9 @@ struct Inner {
     connection: OnceCell<ConnectionManager>,
     node: OnceLock<Node>,
     lost: AtomicU64,
+    /// A presence update was lost (queue full, Redis unreachable, a failed write): the next heartbeat
+    /// rewrites everything instead of only refreshing expiries.
+    resync: std::sync::atomic::AtomicBool,
     stopped: watch::Receiver<()>,
 }
 
@@ -124,6 +127,7 @@ impl RedisBackplane {
                 connection: OnceCell::new(),
                 node: OnceLock::new(),
                 lost: AtomicU64::new(0),
+                resync: std::sync::atomic::AtomicBool::new(false),
                 stopped,
             }),
             _stop: Arc::new(stop),
@@ -276,8 +280,13 @@ impl Inner {
     }
 
     fn enqueue(&self, command: Command) {
-        if let Err(err) = self.commands.try_send(command) {
-            self.lose("publish", &err);
+        match self.commands.try_send(command) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(Command::Publish { .. }))
+            | Err(mpsc::error::TrySendError::Closed(Command::Publish { .. })) => {
+                self.lose("publish", &"the queue to Redis is full");
+            }
+            Err(_) => self.resync.store(true, Ordering::Release),
         }
     }
 }
@@ -322,6 +331,8 @@ async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Command>) {
             Err(err) => {
                 if matches!(command, Command::Publish { .. }) {
                     inner.lose("publish", &err);
+                } else {
+                    inner.resync.store(true, Ordering::Release);
                 }
                 continue;
             }
@@ -365,7 +376,8 @@ async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Command>) {
                     .await
             }
             Command::Heartbeat | Command::Resync => {
-                let rewrite = matches!(command, Command::Resync);
+                let rewrite = matches!(command, Command::Resync)
+                    || inner.resync.swap(false, Ordering::AcqRel);
                 let mut pipe = redis::pipe();
                 for (room, _) in node.rooms() {
                     let key = inner.members_key(&room, inner.node_id);
@@ -378,18 +390,21 @@ async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Command>) {
                                 .arg(presence.as_deref().unwrap_or("null"))
                                 .ignore();
                         }
-                        pipe.cmd("SADD")
-                            .arg(inner.nodes_key(&room))
-                            .arg(inner.node_id)
-                            .ignore();
                     }
+                    // Every beat: a reader may have dropped this node from the set in a race with a
+                    // join here.
+                    pipe.cmd("SADD")
+                        .arg(inner.nodes_key(&room))
+                        .arg(inner.node_id)
+                        .ignore();
                     pipe.cmd("EXPIRE").arg(&key).arg(ALIVE_FOR_S).ignore();
                 }
                 pipe.query_async::<()>(&mut conn).await
             }
         };
         if let Err(err) = result {
-            tracing::debug!(error = %err, "Redis backplane: presence update failed; the next heartbeat repeats it");
+            inner.resync.store(true, Ordering::Release);
+            tracing::debug!(error = %err, "Redis backplane: presence update failed; the next heartbeat rewrites it");
         }
     }
 }

@@ -165,7 +165,8 @@ pub(crate) async fn run(start: Start, req: Request) {
                 // Our close frame is out: send FIN so the peer sees the end, and keep reading until it
                 // closes too, so unread input does not turn our close into a reset.
                 engine.write_shut = true;
-                let _ = engine.stream.shutdown().await;
+                // Bounded: over TLS the close_notify may not fit into a peer's full window.
+                let _ = tokio::time::timeout(LINGER, engine.stream.shutdown()).await;
             }
             _ => {}
         }
