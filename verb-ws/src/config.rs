@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use crate::deflate::Compression;
+
 /// What happens to an upgrade over [`WsConfig::max_connections`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -43,7 +45,7 @@ pub struct WsConfig {
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) over_capacity: OverCapacity,
-    pub(crate) compression: bool,
+    pub(crate) compression: Option<Compression>,
     pub(crate) close_timeout: Duration,
 }
 
@@ -58,7 +60,7 @@ impl Default for WsConfig {
             headers: Vec::new(),
             max_connections: None,
             over_capacity: OverCapacity::Refuse,
-            compression: false,
+            compression: None,
             close_timeout: Duration::from_secs(5),
         }
     }
@@ -151,12 +153,18 @@ impl WsConfig {
         self
     }
 
-    /// Whether to negotiate permessage-deflate. Accepted now and recorded; negotiation arrives with the
-    /// compression support, until then connections are uncompressed.
+    /// Whether to negotiate permessage-deflate (RFC 7692) with clients that offer it, with the default
+    /// [`Compression`] settings. Clients that do not offer it get plain frames either way.
     ///
     /// Default is `false`.
     pub fn compression(mut self, enabled: bool) -> Self {
-        self.compression = enabled;
+        self.compression = enabled.then(Compression::default);
+        self
+    }
+
+    /// Negotiates permessage-deflate with these settings.
+    pub fn compression_with(mut self, settings: Compression) -> Self {
+        self.compression = Some(settings);
         self
     }
 
@@ -184,8 +192,13 @@ impl WsConfig {
         self.backpressure_limit
     }
 
-    /// Whether compression was asked for.
+    /// Whether compression is negotiated.
     pub fn get_compression(&self) -> bool {
-        self.compression
+        self.compression.is_some()
+    }
+
+    /// The compression settings, when compression is on.
+    pub fn get_compression_settings(&self) -> Option<&Compression> {
+        self.compression.as_ref()
     }
 }

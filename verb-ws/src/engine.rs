@@ -23,6 +23,7 @@ use verb_core::{Connection, Lifecycle, Request};
 
 use crate::attach::{Attachment, Verdict};
 use crate::config::WsConfig;
+use crate::deflate::Inflater;
 use crate::error::WsError;
 use crate::handler::{ConnectionSlot, WebSocketHandler};
 use crate::message::{CloseCode, Message, Utf8Bytes};
@@ -67,6 +68,10 @@ enum Phase {
 struct Partial {
     opcode: u8,
     data: BytesMut,
+    /// The message is compressed: `data` stays empty and the inflater collects the output.
+    compressed: bool,
+    /// Bytes of the message received on the wire so far.
+    wire: usize,
 }
 
 struct Engine {
@@ -89,6 +94,8 @@ struct Engine {
     abandoned: bool,
     /// The application's `close_after` timer.
     close_timer: Option<CloseTimer>,
+    /// permessage-deflate's inbound side, when negotiated.
+    inflater: Option<Inflater>,
 }
 
 enum Event {
@@ -129,7 +136,9 @@ pub(crate) async fn run(start: Start, req: Request) {
         write_shut: false,
         abandoned: false,
         close_timer: None,
+        inflater: None,
     };
+    engine.inflater = engine.ws.shared.deflate.as_ref().map(Inflater::new);
     drop(read_buf);
     engine.ws.shared.metrics.open.increment(1.0);
 
@@ -411,7 +420,7 @@ impl Engine {
             if let Some(mask) = header.mask {
                 unmask(&mut payload, mask);
             }
-            self.frame(opcode, header.is_final, payload)?;
+            self.frame(opcode, header.is_final, header.rsv1, payload)?;
         }
     }
 
@@ -419,10 +428,21 @@ impl Engine {
         if header.mask.is_none() {
             return Err(WsError::Protocol("client frames must be masked"));
         }
-        if header.rsv1 || header.rsv2 || header.rsv3 {
+        if header.rsv2 || header.rsv3 {
             return Err(WsError::Protocol(
                 "reserved bits set without a negotiated extension",
             ));
+        }
+        if header.rsv1 {
+            // RFC 7692 §6.1: RSV1 marks a compressed message, on its first frame only.
+            if self.inflater.is_none() {
+                return Err(WsError::Protocol("RSV1 set without a negotiated extension"));
+            }
+            if !matches!(opcode, OP_TEXT | OP_BINARY) {
+                return Err(WsError::Protocol(
+                    "RSV1 set on a frame other than the first of a data message",
+                ));
+            }
         }
         if len >> 63 != 0 {
             return Err(WsError::Protocol(
@@ -452,7 +472,7 @@ impl Engine {
                     }
                     _ => {}
                 }
-                let so_far = self.partial.as_ref().map_or(0, |p| p.data.len()) as u64;
+                let so_far = self.partial.as_ref().map_or(0, |p| p.wire) as u64;
                 let limit = self.config.max_payload_length;
                 if so_far.saturating_add(len) > limit as u64 {
                     return Err(WsError::MessageTooBig {
@@ -466,13 +486,32 @@ impl Engine {
         Ok(())
     }
 
-    fn frame(&mut self, opcode: u8, is_final: bool, payload: BytesMut) -> Result<(), WsError> {
+    fn frame(
+        &mut self,
+        opcode: u8,
+        is_final: bool,
+        compressed: bool,
+        payload: BytesMut,
+    ) -> Result<(), WsError> {
         match opcode {
+            OP_TEXT | OP_BINARY if compressed => {
+                if !is_final {
+                    self.partial = Some(Partial {
+                        opcode,
+                        data: BytesMut::new(),
+                        compressed,
+                        wire: payload.len(),
+                    });
+                }
+                self.inflate(opcode, &payload, is_final)
+            }
             OP_TEXT | OP_BINARY if is_final => self.deliver(opcode, payload.freeze()),
             OP_TEXT | OP_BINARY => {
                 self.partial = Some(Partial {
                     opcode,
+                    wire: payload.len(),
                     data: payload,
+                    compressed,
                 });
                 Ok(())
             }
@@ -482,6 +521,14 @@ impl Engine {
                         "continuation frame without a message to continue",
                     ));
                 };
+                partial.wire += payload.len();
+                let (opcode, compressed) = (partial.opcode, partial.compressed);
+                if compressed {
+                    if is_final {
+                        self.partial = None;
+                    }
+                    return self.inflate(opcode, &payload, is_final);
+                }
                 partial.data.extend_from_slice(&payload);
                 if is_final {
                     let Some(done) = self.partial.take() else {
@@ -501,6 +548,18 @@ impl Engine {
             OP_PONG => Ok(()),
             OP_CLOSE => self.peer_close(&payload),
             _ => Err(WsError::Protocol("reserved opcode")),
+        }
+    }
+
+    /// Inflates one frame of a compressed message, and delivers the message after its last frame.
+    fn inflate(&mut self, opcode: u8, payload: &[u8], is_final: bool) -> Result<(), WsError> {
+        let limit = self.config.max_payload_length;
+        let Some(inflater) = self.inflater.as_mut() else {
+            return Err(WsError::Protocol("RSV1 set without a negotiated extension"));
+        };
+        match inflater.frame(payload, is_final, limit)? {
+            Some(message) => self.deliver(opcode, Bytes::from(message)),
+            None => Ok(()),
         }
     }
 
@@ -592,6 +651,7 @@ impl Engine {
             let reason = match &err {
                 WsError::MessageTooBig { .. } => "message too big",
                 WsError::InvalidUtf8 => "invalid UTF-8",
+                WsError::InvalidCompressedData => "invalid compressed data",
                 WsError::IdleTimeout => "idle timeout",
                 _ => "protocol error",
             };
@@ -600,6 +660,9 @@ impl Engine {
             self.outcome = Some((code, reason.to_owned()));
         }
         self.partial = None;
+        if let Some(inflater) = self.inflater.as_mut() {
+            inflater.abort();
+        }
         self.rbuf.clear();
         self.phase = Phase::Failing {
             deadline: Instant::now() + LINGER,
@@ -661,6 +724,8 @@ impl Engine {
                 } else if !self.ping_sent && now >= self.last_read + idle / 2 {
                     self.ping_sent = true;
                     self.push_control(control_frame(OP_PING, b""));
+                    // A quiet connection gives its compressor back; the next message starts afresh.
+                    self.ws.shared.lock().compressor = None;
                 }
             }
             _ => {}
@@ -705,7 +770,9 @@ impl Engine {
             let mut outbox = self.ws.shared.lock();
             outbox.frames.clear();
             outbox.close = None;
+            outbox.compressor = None;
         }
+        self.inflater = None;
         self.ws.shared.buffered.store(0, Ordering::Release);
         self.ws.shared.metrics.closed(code);
         self.attachments(|a, ws| a.closed(ws));

@@ -14,6 +14,9 @@ pub enum WsError {
     /// A text message or close reason was not UTF-8 (closed with 1007).
     #[error("invalid UTF-8 in a text message or close reason")]
     InvalidUtf8,
+    /// A compressed message did not inflate: its data is not valid DEFLATE (closed with 1007).
+    #[error("invalid compressed data in a permessage-deflate message")]
+    InvalidCompressedData,
     /// A message was larger than `max_payload_length` (closed with 1009).
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
     MessageTooBig {
@@ -38,7 +41,7 @@ impl WsError {
     pub fn close_code(&self) -> CloseCode {
         match self {
             WsError::Protocol(_) => CloseCode::PROTOCOL_ERROR,
-            WsError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            WsError::InvalidUtf8 | WsError::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
             WsError::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
             WsError::IdleTimeout => CloseCode::GOING_AWAY,
             WsError::CloseTimeout | WsError::Io(_) => CloseCode::ABNORMAL,

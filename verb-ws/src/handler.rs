@@ -272,6 +272,11 @@ impl Ws {
         self.tune(|c| c.compression(enabled))
     }
 
+    /// See [`WsConfig::compression_with`].
+    pub fn compression_with(self, settings: crate::Compression) -> Self {
+        self.tune(|c| c.compression_with(settings))
+    }
+
     /// Counts this endpoint's connections in `count` (shared with other endpoints) instead of its own.
     pub fn count_into(mut self, count: &ConnectionCount) -> Self {
         self.count = count.clone();

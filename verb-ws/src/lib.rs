@@ -38,6 +38,7 @@
 
 mod attach;
 mod config;
+mod deflate;
 mod engine;
 mod error;
 mod handler;
@@ -48,6 +49,7 @@ mod upgrade;
 
 pub use attach::{Attachment, Verdict};
 pub use config::{OverCapacity, WsConfig};
+pub use deflate::Compression;
 pub use error::WsError;
 pub use handler::{ConnectionCount, WebSocketHandler, Ws};
 pub use message::{CloseCode, InvalidJson, Message, Utf8Bytes};

@@ -6,13 +6,14 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::attach::{Attachment, Attachments};
+use crate::deflate::{self, Compressor, Deflate};
 use crate::message::{CloseCode, Message};
 use crate::stats::WsMetrics;
 
@@ -62,16 +63,33 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// A frame built once, to send to many connections: server frames are unmasked, so the same bytes are
 /// right for every receiver.
 ///
+/// Receivers that negotiated permessage-deflate without server context takeover (the default) share
+/// one compressed frame too: the first such receiver deflates the message, the others get the same
+/// bytes. Cloning is cheap.
+///
 /// ```
 /// use verb_ws::{Message, PreparedMessage};
 ///
 /// let prepared = PreparedMessage::new(&Message::text("hello everyone"));
 /// assert_eq!(prepared.len(), 2 + "hello everyone".len());
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct PreparedMessage {
     frame: Bytes,
+    opcode: u8,
+    payload: Bytes,
+    /// Compressed frames by server window bits (9..=15), made on first need; `None` inside when
+    /// deflate did not make the message smaller.
+    deflated: Arc<[OnceLock<Option<Bytes>>; 7]>,
 }
+
+impl PartialEq for PreparedMessage {
+    fn eq(&self, other: &Self) -> bool {
+        self.frame == other.frame
+    }
+}
+
+impl Eq for PreparedMessage {}
 
 impl PreparedMessage {
     /// Frames `message` once.
@@ -85,7 +103,18 @@ impl PreparedMessage {
         frame.extend_from_slice(payload);
         Self {
             frame: frame.freeze(),
+            opcode,
+            payload: payload.clone(),
+            deflated: Arc::new(Default::default()),
         }
+    }
+
+    /// The frame for a receiver that compresses without context takeover: deflated once, shared.
+    fn deflated(&self, deflate: &Deflate) -> Option<Bytes> {
+        let slot = usize::from(deflate.server_window_bits.saturating_sub(9)).min(6);
+        self.deflated[slot]
+            .get_or_init(|| deflate::compress_shared(deflate, self.opcode, &self.payload))
+            .clone()
     }
 
     /// The frame's length on the wire.
@@ -138,6 +167,24 @@ pub(crate) fn put_header(buf: &mut BytesMut, opcode: u8, payload: usize) {
     }
 }
 
+/// Queues an uncompressed data frame; returns the bytes queued.
+fn push_plain(frames: &mut VecDeque<Bytes>, opcode: u8, payload: Bytes) -> usize {
+    let len = payload.len();
+    let total = header_len(len) + len;
+    if len <= COPY_THRESHOLD {
+        let mut frame = BytesMut::with_capacity(total);
+        put_header(&mut frame, opcode, len);
+        frame.extend_from_slice(&payload);
+        frames.push_back(frame.freeze());
+    } else {
+        let mut header = BytesMut::with_capacity(header_len(len));
+        put_header(&mut header, opcode, len);
+        frames.push_back(header.freeze());
+        frames.push_back(payload);
+    }
+    total
+}
+
 /// A control frame (payload at most 125 bytes, which callers guarantee).
 pub(crate) fn control_frame(opcode: u8, payload: &[u8]) -> Bytes {
     let mut frame = BytesMut::with_capacity(2 + payload.len());
@@ -161,6 +208,12 @@ pub(crate) fn close_frame(code: Option<CloseCode>, reason: &str) -> Bytes {
     control_frame(OP_CLOSE, &payload)
 }
 
+/// What the handshake settled: the subprotocol and the extension.
+pub(crate) struct Negotiated {
+    pub(crate) protocol: Option<Box<str>>,
+    pub(crate) deflate: Option<Deflate>,
+}
+
 /// What the handle and the engine share.
 pub(crate) struct Shared {
     pub(crate) id: u64,
@@ -176,6 +229,8 @@ pub(crate) struct Shared {
     pub(crate) close_on_limit: bool,
     pub(crate) attachments: Attachments,
     pub(crate) metrics: Arc<WsMetrics>,
+    /// permessage-deflate, when negotiated.
+    pub(crate) deflate: Option<Deflate>,
     extensions: http::Extensions,
     data: Mutex<Option<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
 }
@@ -191,6 +246,8 @@ pub(crate) struct Outbox {
     pub(crate) terminate: bool,
     /// A change to the close timer: `Some(None)` cancels it.
     pub(crate) close_timer: Option<Option<CloseTimer>>,
+    /// The connection's own compressor (server context takeover), while it has one.
+    pub(crate) compressor: Option<Box<Compressor>>,
 }
 
 /// A close the engine performs at a deadline unless cancelled ([`WebSocket::close_after`]).
@@ -220,10 +277,7 @@ impl Shared {
         }
     }
 
-    fn enqueue(
-        &self,
-        header_and_payload: impl FnOnce(&mut VecDeque<Bytes>) -> usize,
-    ) -> SendStatus {
+    fn enqueue(&self, header_and_payload: impl FnOnce(&mut Outbox) -> usize) -> SendStatus {
         if self.state.load(Ordering::Acquire) != OPEN {
             return SendStatus::Dropped;
         }
@@ -241,7 +295,7 @@ impl Shared {
             }
             return SendStatus::Dropped;
         }
-        let added = header_and_payload(&mut outbox.frames);
+        let added = header_and_payload(&mut outbox);
         let after = self.buffered.fetch_add(added, Ordering::AcqRel) + added;
         let status = if after > self.backpressure_limit {
             outbox.wants_drain = true;
@@ -279,13 +333,14 @@ pub struct WebSocket {
 impl WebSocket {
     pub(crate) fn new(
         remote_addr: SocketAddr,
-        protocol: Option<Box<str>>,
+        negotiated: Negotiated,
         backpressure_limit: usize,
         close_on_limit: bool,
         attachments: Attachments,
         metrics: Arc<WsMetrics>,
         extensions: http::Extensions,
     ) -> Self {
+        let Negotiated { protocol, deflate } = negotiated;
         Self {
             shared: Arc::new(Shared {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -300,6 +355,7 @@ impl WebSocket {
                 close_on_limit,
                 attachments,
                 metrics,
+                deflate,
                 extensions,
                 data: Mutex::new(None),
             }),
@@ -363,46 +419,81 @@ impl WebSocket {
 
     /// Sends a frame prepared once for many receivers.
     pub fn send_prepared(&self, message: &PreparedMessage) -> SendStatus {
-        let frame = message.frame.clone();
-        let len = frame.len();
-        let status = self.shared.enqueue(move |frames| {
-            frames.push_back(frame);
-            len
-        });
+        let len = message.payload.len();
+        let status = match self.shared.deflate {
+            Some(deflate) if len >= deflate.threshold && deflate.server_takeover => {
+                self.send_dedicated(deflate, message.opcode, message.payload.clone())
+            }
+            Some(deflate) if len >= deflate.threshold => {
+                let frame = message
+                    .deflated(&deflate)
+                    .unwrap_or_else(|| message.frame.clone());
+                self.enqueue_frame(frame)
+            }
+            _ => self.enqueue_frame(message.frame.clone()),
+        };
         self.shared.metrics.sent(status, len);
         status
     }
 
     fn send_frame(&self, opcode: u8, payload: Bytes) -> SendStatus {
         let len = payload.len();
-        let status = self.shared.enqueue(move |frames| {
-            let total = header_len(len) + len;
-            if len <= COPY_THRESHOLD {
-                let mut frame = BytesMut::with_capacity(total);
-                put_header(&mut frame, opcode, len);
-                frame.extend_from_slice(&payload);
-                frames.push_back(frame.freeze());
-            } else {
-                let mut header = BytesMut::with_capacity(header_len(len));
-                put_header(&mut header, opcode, len);
-                frames.push_back(header.freeze());
-                frames.push_back(payload);
+        let status = match self.shared.deflate {
+            Some(deflate) if len >= deflate.threshold && deflate.server_takeover => {
+                self.send_dedicated(deflate, opcode, payload)
             }
-            total
-        });
+            Some(deflate) if len >= deflate.threshold => {
+                match deflate::compress_shared(&deflate, opcode, &payload) {
+                    Some(frame) => self.enqueue_frame(frame),
+                    None => self.enqueue_plain(opcode, payload),
+                }
+            }
+            _ => self.enqueue_plain(opcode, payload),
+        };
         self.shared.metrics.sent(status, len);
         status
+    }
+
+    fn enqueue_frame(&self, frame: Bytes) -> SendStatus {
+        self.shared.enqueue(move |outbox| {
+            let len = frame.len();
+            outbox.frames.push_back(frame);
+            len
+        })
+    }
+
+    fn enqueue_plain(&self, opcode: u8, payload: Bytes) -> SendStatus {
+        self.shared
+            .enqueue(move |outbox| push_plain(&mut outbox.frames, opcode, payload))
+    }
+
+    /// Compresses with the connection's own compressor, under the queue's lock so that the order of
+    /// compression is the order on the wire (the peer's decompressor depends on it).
+    fn send_dedicated(&self, deflate: Deflate, opcode: u8, payload: Bytes) -> SendStatus {
+        self.shared.enqueue(move |outbox| {
+            let compressor = outbox
+                .compressor
+                .get_or_insert_with(|| Compressor::new(&deflate));
+            match deflate::compress_dedicated(compressor, opcode, &payload) {
+                Some(frame) => {
+                    let len = frame.len();
+                    outbox.frames.push_back(frame);
+                    len
+                }
+                None => {
+                    // A fresh compressor later is still valid for the peer: it only stops
+                    // referring to earlier messages.
+                    outbox.compressor = None;
+                    push_plain(&mut outbox.frames, opcode, payload)
+                }
+            }
+        })
     }
 
     /// Sends a ping with `payload` (at most 125 bytes; longer payloads are cut).
     pub fn ping(&self, payload: &[u8]) -> SendStatus {
         let payload = &payload[..payload.len().min(125)];
-        let frame = control_frame(OP_PING, payload);
-        self.shared.enqueue(move |frames| {
-            let len = frame.len();
-            frames.push_back(frame);
-            len
-        })
+        self.enqueue_frame(control_frame(OP_PING, payload))
     }
 
     /// Starts the closing handshake with `code` and `reason` (cut to 123 bytes). Messages queued

@@ -6,9 +6,10 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use verb_core::{Connection, HttpError, IntoResponse, Lifecycle, Request, Response};
 
+use crate::deflate;
 use crate::engine;
 use crate::handler::{Ws, over_capacity_message};
-use crate::socket::WebSocket;
+use crate::socket::{Negotiated, WebSocket};
 use crate::stats;
 
 /// Whether `headers` ask for a WebSocket upgrade (`Upgrade: websocket`).
@@ -140,6 +141,16 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
                 .insert(header::SEC_WEBSOCKET_PROTOCOL, value);
         }
     }
+    let deflate = config
+        .compression
+        .as_ref()
+        .and_then(|settings| deflate::negotiate(req.headers(), settings));
+    let deflate = deflate.map(|(deflate, answer)| {
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
+        deflate
+    });
     for (name, value) in &config.headers {
         response.headers_mut().append(name.clone(), value.clone());
     }
@@ -158,7 +169,10 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
     }
     let ws = WebSocket::new(
         req.remote_addr(),
-        protocol.map(String::into_boxed_str),
+        Negotiated {
+            protocol: protocol.map(String::into_boxed_str),
+            deflate,
+        },
         config.backpressure_limit,
         config.close_on_backpressure_limit,
         endpoint.attachments.clone(),

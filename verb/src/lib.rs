@@ -56,8 +56,8 @@ pub use verb_core::{
 
 #[doc(inline)]
 pub use verb_ws::{
-    Attachment, CloseCode, ConnectionCount, Message, OverCapacity, PreparedMessage, ReadyState,
-    SendStatus, Verdict, WebSocket, WebSocketHandler, Ws, WsConfig, WsError,
+    Attachment, CloseCode, Compression, ConnectionCount, Message, OverCapacity, PreparedMessage,
+    ReadyState, SendStatus, Verdict, WebSocket, WebSocketHandler, Ws, WsConfig, WsError,
 };
 
 #[doc(inline)]

@@ -2,6 +2,7 @@
 
 mod auth;
 mod client;
+mod deflate;
 mod http;
 mod lifecycle;
 mod limits;
