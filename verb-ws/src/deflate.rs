@@ -269,8 +269,10 @@ fn accept(offer: &Offer, config: &Compression) -> Option<(Deflate, HeaderValue)>
         response.push_str(&format!("; server_max_window_bits={server_window_bits}"));
     }
     if let Some(offered) = offer.client_max_window_bits {
-        let bits = offered.unwrap_or(15).min(config.client_max_window_bits);
-        if bits < 15 {
+        // Only a narrower window than the client's own limit is worth saying.
+        let theirs = offered.unwrap_or(15);
+        let bits = theirs.min(config.client_max_window_bits);
+        if bits < theirs {
             response.push_str(&format!("; client_max_window_bits={bits}"));
         }
     }

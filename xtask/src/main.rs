@@ -20,6 +20,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("setup") => setup().map(|_| ()),
         Some("bench") => bench::bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             help();
@@ -34,7 +35,7 @@ fn main() -> Result<()> {
 
 fn help() {
     eprintln!(
-        "usage: cargo xtask <task>\n\ntasks:\n  ci    fmt check, clippy -D warnings, all tests, docs -D warnings\n{}",
+        "usage: cargo xtask <task>\n\ntasks:\n  ci    fmt check, clippy -D warnings, all tests, docs -D warnings\n  setup install what the tests drive (redis-server, chromium, Python websockets)\n{}",
         bench::HELP
     );
 }
@@ -47,10 +48,16 @@ fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn ci() -> Result<()> {
-    let started = Instant::now();
+/// Installs what the tests drive and returns the Python that has the client libraries.
+fn setup() -> Result<PathBuf> {
     ensure_rust_components()?;
     ensure_system_programs()?;
+    ensure_python_clients()
+}
+
+fn ci() -> Result<()> {
+    let started = Instant::now();
+    let python = setup()?;
 
     step("format", cargo(&["fmt", "--all", "--", "--check"]))?;
     step(
@@ -65,7 +72,9 @@ fn ci() -> Result<()> {
             "warnings",
         ]),
     )?;
-    step("tests", cargo(&["test", "--workspace", "--locked"]))?;
+    let mut tests = cargo(&["test", "--workspace", "--locked"]);
+    tests.env("VERB_PYTHON", &python);
+    step("tests", tests)?;
     let mut doc = cargo(&["doc", "--workspace", "--no-deps", "--locked"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     step("docs", doc)?;
@@ -117,7 +126,12 @@ fn ensure_system_programs() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("==> installing {} (apt-get)", missing.join(", "));
+    apt_install(&missing)
+}
+
+/// Installs Debian packages with apt-get (through sudo when not root).
+fn apt_install(packages: &[&str]) -> Result<()> {
+    eprintln!("==> installing {} (apt-get)", packages.join(", "));
     let apt = |args: &[&str]| -> Result<()> {
         let mut cmd = if is_root() {
             Command::new("apt-get")
@@ -138,8 +152,51 @@ fn ensure_system_programs() -> Result<()> {
     };
     apt(&["update", "-q"])?;
     let mut install = vec!["install", "-y", "-q"];
-    install.extend(&missing);
+    install.extend(packages);
     apt(&install)
+}
+
+/// The target directory cargo builds into.
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The Python client libraries the tests drive (`websockets`, a real permessage-deflate client), in
+/// a venv at `target/pyenv` built from `examples/tests/requirements.txt`; rebuilt when that file
+/// changes. Installs python3 and its venv module with apt-get when they are missing.
+fn ensure_python_clients() -> Result<PathBuf> {
+    let venv = target_dir().join("pyenv");
+    let python = venv.join("bin").join("python");
+    let requirements = root().join("examples").join("tests").join("requirements.txt");
+    let stamp = venv.join("verb-requirements.txt");
+    let wanted = std::fs::read(&requirements)
+        .with_context(|| format!("cannot read {}", requirements.display()))?;
+    if python.exists() && std::fs::read(&stamp).ok().as_deref() == Some(&wanted[..]) {
+        return Ok(python);
+    }
+    let has_venv = Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !has_venv {
+        apt_install(&["python3", "python3-venv"])?;
+    }
+    eprintln!("==> creating {} with {}", venv.display(), requirements.display());
+    let run = |cmd: &mut Command| -> Result<()> {
+        let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+        if !status.success() {
+            bail!("{cmd:?} failed ({status})");
+        }
+        Ok(())
+    };
+    run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements))?;
+    std::fs::write(&stamp, &wanted).with_context(|| format!("cannot write {}", stamp.display()))?;
+    Ok(python)
 }
 
 fn is_root() -> bool {

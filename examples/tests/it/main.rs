@@ -2,6 +2,7 @@
 
 mod auth;
 mod cluster;
+mod deflate;
 mod http;
 mod liveness;
 mod rooms;
