@@ -12,6 +12,9 @@
 //! `{"type":"error","message":"Unknown topic"}`. Subscribers get
 //! `{"type":"data","topic":t,"data":{..},"timestamp":t}`: stocks and crypto every tick, weather and
 //! news every 5 ticks.
+//!
+//! Browsers that offer permessage-deflate get compressed frames: each tick is deflated once and the
+//! same frame goes to every compressing subscriber of the topic.
 
 use std::time::Duration;
 
@@ -161,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
     app.get("/", |_req| async { Response::html(PAGE) });
     app.websocket(
         Ws::new()
+            .compression(true)
             .open(|ws: &WebSocket, _req: &Request| {
                 ws.send_json(&json!({
                     "type": "connected",

@@ -169,7 +169,10 @@ fn target_dir() -> PathBuf {
 fn ensure_python_clients() -> Result<PathBuf> {
     let venv = target_dir().join("pyenv");
     let python = venv.join("bin").join("python");
-    let requirements = root().join("examples").join("tests").join("requirements.txt");
+    let requirements = root()
+        .join("examples")
+        .join("tests")
+        .join("requirements.txt");
     let stamp = venv.join("verb-requirements.txt");
     let wanted = std::fs::read(&requirements)
         .with_context(|| format!("cannot read {}", requirements.display()))?;
@@ -183,17 +186,32 @@ fn ensure_python_clients() -> Result<PathBuf> {
     if !has_venv {
         apt_install(&["python3", "python3-venv"])?;
     }
-    eprintln!("==> creating {} with {}", venv.display(), requirements.display());
+    eprintln!(
+        "==> creating {} with {}",
+        venv.display(),
+        requirements.display()
+    );
     let run = |cmd: &mut Command| -> Result<()> {
-        let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+        let status = cmd
+            .status()
+            .with_context(|| format!("cannot run {cmd:?}"))?;
         if !status.success() {
             bail!("{cmd:?} failed ({status})");
         }
         Ok(())
     };
-    run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
+    run(Command::new("python3")
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv))?;
     run(Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
         .arg(&requirements))?;
     std::fs::write(&stamp, &wanted).with_context(|| format!("cannot write {}", stamp.display()))?;
     Ok(python)

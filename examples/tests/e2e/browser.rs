@@ -19,6 +19,8 @@ pub(crate) struct Browser {
     socket: Socket,
     next_id: u64,
     profile: PathBuf,
+    /// DevTools events received so far (those of enabled domains, such as `Network`).
+    events: Vec<Value>,
 }
 
 /// A tab of the browser.
@@ -82,6 +84,7 @@ impl Browser {
             socket,
             next_id: 0,
             profile,
+            events: Vec::new(),
         }
     }
 
@@ -105,6 +108,10 @@ impl Browser {
                 .expect("DevTools read");
             let Message::Text(text) = next else { continue };
             let reply: Value = serde_json::from_str(&text).expect("DevTools JSON");
+            if reply.get("method").is_some() {
+                self.events.push(reply);
+                continue;
+            }
             if reply["id"] == json!(id) {
                 if let Some(error) = reply.get("error") {
                     panic!("{method} failed: {error}");
@@ -135,6 +142,27 @@ impl Browser {
             .expect("a session id")
             .to_owned();
         Tab { target, session }
+    }
+
+    /// Records `tab`'s network events (HTTP and WebSocket handshakes, frames) from now on.
+    pub(crate) async fn enable_network(&mut self, tab: &Tab) {
+        self.call(Some(&tab.session), "Network.enable", json!({}))
+            .await;
+    }
+
+    /// Loads `url` in `tab`.
+    pub(crate) async fn navigate(&mut self, tab: &Tab, url: &str) {
+        self.call(Some(&tab.session), "Page.navigate", json!({ "url": url }))
+            .await;
+    }
+
+    /// The parameters of every event named `method` received so far.
+    pub(crate) fn events(&self, method: &str) -> Vec<Value> {
+        self.events
+            .iter()
+            .filter(|event| event["method"] == method)
+            .map(|event| event["params"].clone())
+            .collect()
     }
 
     /// Evaluates `expression` in `tab` (awaiting a promise) and returns its value.

@@ -118,7 +118,11 @@ async fn room_chat_keeps_messages_in_their_room() {
 async fn live_feed_shows_subscribed_data() {
     let example = Example::start("live-feed", &["--tick-ms", "50"]);
     let mut browser = Browser::launch().await;
-    let tab = browser.open(&format!("http://{}/", example.addr)).await;
+    let tab = browser.open("about:blank").await;
+    browser.enable_network(&tab).await;
+    browser
+        .navigate(&tab, &format!("http://{}/", example.addr))
+        .await;
     browser
         .wait_for(&tab, "document.getElementById('topic-crypto') !== null")
         .await;
@@ -143,6 +147,11 @@ async fn live_feed_shows_subscribed_data() {
             .iter()
             .all(|item| item.as_str().unwrap_or_default().starts_with("[crypto]")),
         "{items:?}"
+    );
+    // The feed's frames were compressed: Chromium offered permessage-deflate and the server took it.
+    assert_eq!(
+        handshake_extensions(&browser),
+        ["permessage-deflate; server_no_context_takeover; client_no_context_takeover"]
     );
     browser.screenshot(&tab, "live-feed").await;
     drop(browser);
@@ -203,6 +212,69 @@ async fn auth_chat_login_then_chat() {
         )
         .await;
     browser.screenshot(&admin, "auth-chat").await;
+    drop(browser);
+    assert!(example.terminate().success());
+}
+
+/// The `Sec-WebSocket-Extensions` header of every WebSocket handshake response Chromium saw.
+fn handshake_extensions(browser: &Browser) -> Vec<String> {
+    browser
+        .events("Network.webSocketHandshakeResponseReceived")
+        .iter()
+        .map(|event| {
+            let headers = event["response"]["headers"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                .and_then(|(_, value)| value.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Chromium and `plain-echo` exchange compressed messages (text and binary, large and small), and
+/// the handshake carries `Sec-WebSocket-Extensions: permessage-deflate`.
+#[tokio::test]
+async fn chromium_exchanges_compressed_messages_with_plain_echo() {
+    let example = Example::start("plain-echo", &[]);
+    let mut browser = Browser::launch().await;
+    let tab = browser.open("about:blank").await;
+    browser.enable_network(&tab).await;
+    let script = format!(
+        r#"new Promise((resolve, reject) => {{
+            const ws = new WebSocket("ws://{addr}/");
+            ws.binaryType = "arraybuffer";
+            const text = JSON.stringify({{ type: "tick", items: Array.from({{ length: 400 }},
+                (_, i) => ({{ symbol: "S" + (i % 20), price: 100 + (i % 7), seq: i }})) }});
+            const bytes = new TextEncoder().encode(text.repeat(3));
+            const expected = [text, "short", bytes];
+            const got = [];
+            ws.onopen = () => {{ ws.send(text); ws.send("short"); ws.send(bytes); }};
+            ws.onmessage = (event) => {{
+                got.push(event.data);
+                if (got.length < expected.length) return;
+                const same = (a, b) => typeof b === "string" ? a === b
+                    : new Uint8Array(a).every((x, i) => x === b[i]) && a.byteLength === b.length;
+                resolve({{ extensions: ws.extensions, echoed: expected.every((e, i) => same(got[i], e)) }});
+                ws.close(1000);
+            }};
+            ws.onerror = () => reject(new Error("WebSocket error"));
+            setTimeout(() => reject(new Error("no echo within 10 s")), 10000);
+        }})"#,
+        addr = example.addr
+    );
+    let result = browser.eval(&tab, &script).await;
+    assert_eq!(result["echoed"], serde_json::json!(true), "{result}");
+    let extensions = result["extensions"].as_str().unwrap_or_default();
+    assert!(extensions.starts_with("permessage-deflate"), "{result}");
+    assert_eq!(handshake_extensions(&browser), [extensions.to_owned()]);
+    // Chromium reports the inflated payloads; the large text came back as sent.
+    let frames = browser.events("Network.webSocketFrameReceived");
+    assert_eq!(frames.len(), 3, "{frames:?}");
     drop(browser);
     assert!(example.terminate().success());
 }
