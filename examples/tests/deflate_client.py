@@ -118,15 +118,25 @@ async def negotiation(url):
 
 
 async def declined_and_plain(url):
-    # A window of 8 bits cannot be produced: that offer is declined, the next one accepted.
-    offers = [
-        pmd.ClientPerMessageDeflateFactory(server_max_window_bits=8),
-    ]
+    # A window of 8 bits cannot be produced: accepted, and the server's frames stay plain while the
+    # client's compressed ones are still inflated.
+    offers = [pmd.ClientPerMessageDeflateFactory(server_max_window_bits=8)]
+    before = COMPRESSED_IN
     async with connect(url, extensions=offers, compression=None) as ws:
-        check(extension_header(ws) is None, "server_max_window_bits=8 declined")
-        text = payload(5000)
-        await ws.send(text)
-        check(await ws.recv() == text, "uncompressed echo after a declined offer")
+        header = extension_header(ws) or ""
+        check("server_max_window_bits=8" in header, f"server_max_window_bits=8 accepted: {header}")
+        await round_trips(ws, "server_max_window_bits=8")
+    check(COMPRESSED_IN == before, "nothing compressed towards a client asking for an 8-bit window")
+    # An offer with an invalid parameter is declined and the next offer taken.
+    raw_offer = "permessage-deflate; server_max_window_bits=7, permessage-deflate"
+    async with connect(
+        url,
+        compression=None,
+        extensions=[pmd.ClientPerMessageDeflateFactory()],
+        additional_headers={"Sec-WebSocket-Extensions": raw_offer},
+    ) as ws:
+        header = extension_header(ws) or ""
+        check(header.startswith("permessage-deflate") and "=7" not in header, f"fallback: {header}")
     # No offer at all: plain frames.
     before = COMPRESSED_IN
     async with connect(url, compression=None) as ws:
@@ -137,7 +147,7 @@ async def declined_and_plain(url):
     async with connect(url) as ws:
         check(extension_header(ws) is not None, "default offer accepted")
         await round_trips(ws, "default offer")
-    print("declined offers and plain clients: ok")
+    print("8-bit windows, declined offers and plain clients: ok")
 
 
 async def bomb(url):

@@ -118,7 +118,8 @@ impl Compression {
 
     /// The largest LZ77 window the server compresses with, as a power of two from 9 to 15 (values
     /// outside are clamped). A client's smaller `server_max_window_bits` narrows it further; a client
-    /// asking for 8, which zlib cannot produce, is declined and gets uncompressed frames.
+    /// asking for 8, which zlib cannot produce, is accepted and sent uncompressed frames (its own
+    /// compressed messages are still inflated).
     ///
     /// Default is 15 (32 KiB).
     pub fn server_max_window_bits(mut self, bits: u8) -> Self {
@@ -251,10 +252,14 @@ fn accept(offer: &Offer, config: &Compression) -> Option<(Deflate, HeaderValue)>
         Some(bits) => bits.min(config.server_max_window_bits),
         None => config.server_max_window_bits,
     };
-    if server_window_bits < 9 {
-        // zlib cannot compress with a 256-byte window; decline rather than claim it.
-        return None;
-    }
+    // zlib cannot compress with a 256-byte window. RFC 7692 lets a sender leave any message
+    // uncompressed, so a client asking for 8 is accepted and simply gets plain frames, while its own
+    // compressed messages are still inflated.
+    let threshold = if server_window_bits < 9 {
+        usize::MAX
+    } else {
+        config.threshold
+    };
     let server_takeover = config.server_context_takeover && !offer.server_no_context_takeover;
     let client_takeover = config.client_context_takeover && !offer.client_no_context_takeover;
 
@@ -279,7 +284,7 @@ fn accept(offer: &Offer, config: &Compression) -> Option<(Deflate, HeaderValue)>
     let value = HeaderValue::try_from(response).ok()?;
     let deflate = Deflate {
         level: config.level,
-        threshold: config.threshold,
+        threshold,
         server_window_bits,
         server_takeover,
         client_takeover,
@@ -440,8 +445,14 @@ impl Inflater {
                 };
                 let decompress = shared.get_or_insert_with(|| Decompress::new(false));
                 let mut out = Vec::new();
-                let result = inflate(decompress, payload, &mut out, limit)
-                    .and_then(|_| inflate(decompress, &SYNC_TAIL, &mut out, limit));
+                // A message may end with a final block (BFINAL), after which no tail is due.
+                let result = inflate(decompress, payload, &mut out, limit).and_then(|ended| {
+                    if ended {
+                        Ok(true)
+                    } else {
+                        inflate(decompress, &SYNC_TAIL, &mut out, limit)
+                    }
+                });
                 decompress.reset(false);
                 result.map(|_| Some(out))
             });
@@ -589,18 +600,26 @@ mod tests {
                  server_max_window_bits=12"
             )
         );
-        // 8 cannot be produced: this offer is declined, the next one taken.
+        // 8 cannot be produced: accepted, and nothing is compressed towards that client.
+        let (deflate, value) = negotiate(
+            &offer("permessage-deflate; server_max_window_bits=8"),
+            &default,
+        )
+        .unwrap();
+        assert_eq!(
+            value,
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             server_max_window_bits=8"
+        );
+        assert_eq!(deflate.threshold, usize::MAX);
+        // An invalid offer is skipped for the next one.
         assert_eq!(
             answer(
-                "permessage-deflate; server_max_window_bits=8, permessage-deflate",
+                "permessage-deflate; server_max_window_bits=7, permessage-deflate",
                 &default
             )
             .as_deref(),
             Some(both)
-        );
-        assert_eq!(
-            answer("permessage-deflate; server_max_window_bits=8", &default),
-            None
         );
         // Invalid offers are declined, never a failed handshake.
         for bad in [

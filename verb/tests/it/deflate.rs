@@ -119,6 +119,16 @@ fn deflate_once(data: &[u8]) -> Vec<u8> {
     )
 }
 
+/// `data` as one complete deflate stream: it ends with a final block (BFINAL), no sync flush.
+fn deflate_final(data: &[u8]) -> Vec<u8> {
+    let mut compress = Compress::new(flate2::Compression::default(), false);
+    let mut out = Vec::with_capacity(data.len() + 64);
+    compress
+        .compress_vec(data, &mut out, FlushCompress::Finish)
+        .unwrap();
+    out
+}
+
 /// Reads one server frame: `(first byte, payload)`.
 async fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
     let mut head = [0u8; 2];
@@ -267,6 +277,21 @@ async fn compressed_messages_round_trip() {
     let noise = noise(300);
     stream.write_all(&frame(0x82, &noise)).await.unwrap();
     assert_eq!(read_frame(&mut stream).await, (0x82, noise));
+    // A message may end with a final deflate block instead of a sync flush, whole or fragmented.
+    let text = json_of_size(700);
+    let whole = deflate_final(text.as_bytes());
+    stream
+        .write_all(&frame(0x80 | RSV1 | 0x1, &whole))
+        .await
+        .unwrap();
+    let (_, payload) = read_frame(&mut stream).await;
+    assert_eq!(inflate(&mut inflater, &payload), text.as_bytes());
+    let (a, b) = whole.split_at(whole.len() / 2);
+    let mut bytes = frame(RSV1 | 0x1, a);
+    bytes.extend(frame(0x80, b));
+    stream.write_all(&bytes).await.unwrap();
+    let (_, payload) = read_frame(&mut stream).await;
+    assert_eq!(inflate(&mut inflater, &payload), text.as_bytes());
     // An empty compressed message is a single empty stored block.
     stream
         .write_all(&frame(0x80 | RSV1 | 0x1, &deflate_once(b"")))
