@@ -736,6 +736,13 @@ mod tests {
         let mut inflater = Inflater::default();
         let err = inflater.frame(&frame[4..], true, 1 << 20).unwrap_err();
         assert!(matches!(err, WsError::MessageTooBig { size, .. } if size <= (1 << 20) + 1));
+        // Under a larger limit the same frame is a legitimate message, inflated whole.
+        let out = inflater
+            .frame(&frame[4..], true, 16 << 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.len(), 8 << 20);
+        assert!(out.iter().all(|&b| b == 0));
         let err = inflater
             .frame(&[0xff, 0xff, 0xff], true, 1 << 20)
             .unwrap_err();
