@@ -480,3 +480,83 @@ async fn plain_broadcast_example() {
     drop((a, b));
     assert!(example.terminate().success());
 }
+
+/// `plain-broadcast --compression`: a client offering permessage-deflate (as browsers do) gets it
+/// without (`shared`) or with (`dedicated`) server context takeover, and its own message back
+/// compressed (RSV1); `off`, the default, declines the offer and sends plain frames.
+#[test]
+fn plain_broadcast_compresses_when_asked() {
+    use std::io::{Read, Write};
+
+    let text = br#"{"type":"data","topic":"stocks","data":{"symbol":"ACME","price":123.45,"change":-0.42},"timestamp":"2026-11-23T12:00:00.000Z"}"#;
+    for (mode, answer) in [
+        ("off", None),
+        (
+            "shared",
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+        ),
+        (
+            "dedicated",
+            Some("permessage-deflate; client_no_context_takeover"),
+        ),
+    ] {
+        let example = Example::start("plain-broadcast", &["--compression", mode]);
+        let mut stream = std::net::TcpStream::connect(example.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+            example.addr
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).expect("response head");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).expect("UTF-8 head");
+        assert!(head.starts_with("HTTP/1.1 101"), "{mode}: {head}");
+        let extensions = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-extensions")
+                .then(|| value.trim().to_owned())
+        });
+        assert_eq!(extensions.as_deref(), answer, "{mode}: {head}");
+
+        // One masked text frame (a zero mask leaves the payload as it is); the sender is in the room.
+        let mut frame = vec![0x81, 0x80 | 126];
+        frame.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend_from_slice(text);
+        stream.write_all(&frame).expect("write a frame");
+        let mut header = [0u8; 2];
+        stream.read_exact(&mut header).expect("a frame back");
+        assert_eq!(header[0] & 0x0f, 0x1, "{mode}: a text frame");
+        let compressed = header[0] & 0x40 != 0;
+        assert_eq!(compressed, answer.is_some(), "{mode}: RSV1");
+        let len = match header[1] {
+            126 => {
+                let mut ext = [0u8; 2];
+                stream.read_exact(&mut ext).expect("length");
+                usize::from(u16::from_be_bytes(ext))
+            }
+            len => usize::from(len),
+        };
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).expect("payload");
+        if compressed {
+            assert!(
+                payload.len() < text.len(),
+                "{mode}: deflate made it smaller"
+            );
+        } else {
+            assert_eq!(payload, text, "{mode}");
+        }
+        drop(stream);
+        assert!(example.terminate().success());
+    }
+}
