@@ -158,6 +158,10 @@ impl ServerConfig {
             .max_headers(self.max_headers)
             // hyper refuses buffers under 8 KiB; the head limit above is what clients see.
             .max_buf_size(self.max_header_size.max(MIN_HEADER_BUF) + MIN_HEADER_BUF)
+            // A client may shut down its write side once its request is out (`nc -N`, some
+            // proxies); it still gets its answer. Without this hyper drops the connection at that
+            // EOF, racing the handler (found by the `http_request`/`ws_frames` fuzz targets).
+            .half_close(true)
             .keep_alive(true);
         builder
     }

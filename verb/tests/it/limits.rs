@@ -195,3 +195,42 @@ async fn panicking_handler_is_a_500_and_the_server_survives() {
     );
     assert_eq!(server.get("/").await.text(), "ok");
 }
+
+/// A client that shuts down its write side right after its request still gets the whole answer,
+/// every time: plain requests, and WebSocket upgrades (regression: hyper closed at the EOF, racing
+/// the handler).
+#[tokio::test]
+async fn half_closed_clients_get_their_answer() {
+    let mut app = verb::create_server();
+    // Answers that take a moment, so the client's EOF arrives while the request is in flight.
+    app.middleware(|req: Request, next: Next| async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        next.run(req).await
+    });
+    app.get("/", |_req| async { "hello" });
+    app.ws("/ws", Ws::new());
+    let server = TestServer::start(app).await;
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        stream.shutdown().await.unwrap();
+        let answer = crate::raw::read_to_close(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        assert!(answer.ends_with("hello"), "{answer:?}");
+
+        let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        stream
+            .write_all(
+                b"GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+                  sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        stream.shutdown().await.unwrap();
+        let answer = crate::raw::read_to_close(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 101"), "{answer:?}");
+    }
+}
