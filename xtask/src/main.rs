@@ -21,6 +21,8 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("setup") => setup().map(|_| ()),
+        Some("fuzz") => fuzz(&args[1..]),
+        Some("soak") => soak(),
         Some("bench") => bench::bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             help();
@@ -35,7 +37,7 @@ fn main() -> Result<()> {
 
 fn help() {
     eprintln!(
-        "usage: cargo xtask <task>\n\ntasks:\n  ci    fmt check, clippy -D warnings, all tests, docs -D warnings\n  setup install what the tests drive (redis-server, chromium, Python websockets)\n{}",
+        "usage: cargo xtask <task>\n\ntasks:\n  ci    fmt check, clippy -D warnings, all tests, docs -D warnings\n  setup install what the tests drive (redis-server, chromium, Python websockets)\n  fuzz [--time SECONDS] [TARGET...]\n        run each cargo-fuzz target of fuzz/ for SECONDS (60); installs cargo-fuzz\n  soak  the load and soak tests at full size (10,000 connections for a minute, a room of\n        1,000 under load for three minutes, file descriptor exhaustion), release build\n{}",
         bench::HELP
     );
 }
@@ -78,6 +80,8 @@ fn ci() -> Result<()> {
     let mut doc = cargo(&["doc", "--workspace", "--no-deps", "--locked"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     step("docs", doc)?;
+    // The fuzz targets build and run clean for a few seconds each (`cargo xtask fuzz` runs longer).
+    fuzz(&["--time".to_owned(), "10".to_owned()])?;
 
     eprintln!("\nxtask ci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
@@ -154,6 +158,94 @@ fn apt_install(packages: &[&str]) -> Result<()> {
     let mut install = vec!["install", "-y", "-q"];
     install.extend(packages);
     apt(&install)
+}
+
+/// The fuzz targets of `fuzz/` (its own workspace, excluded from Verb's).
+const FUZZ_TARGETS: [&str; 4] = ["router", "http_request", "ws_frames", "jwt"];
+/// The cargo-fuzz release the targets are run with.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// `cargo xtask fuzz [--time SECONDS] [TARGET...]`: runs each target for a bounded time on stable Rust
+/// (libFuzzer without a sanitizer; the targets abort on any panic, also inside server tasks). A crash
+/// fails the task and leaves its input in `fuzz/artifacts/TARGET/`.
+fn fuzz(args: &[String]) -> Result<()> {
+    let mut seconds = 60u64;
+    let mut targets = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--time" => {
+                let value = args.next().context("--time needs a number of seconds")?;
+                seconds = value
+                    .parse()
+                    .with_context(|| format!("bad --time {value}"))?;
+            }
+            target if FUZZ_TARGETS.contains(&target) => targets.push(target),
+            other => bail!(
+                "unknown fuzz argument `{other}` (targets: {})",
+                FUZZ_TARGETS.join(", ")
+            ),
+        }
+    }
+    if targets.is_empty() {
+        targets.extend(FUZZ_TARGETS);
+    }
+    let installed = cargo(&["fuzz", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !installed {
+        step(
+            "install cargo-fuzz",
+            cargo(&[
+                "install",
+                "cargo-fuzz",
+                "--locked",
+                "--version",
+                CARGO_FUZZ_VERSION,
+            ]),
+        )?;
+    }
+    step(
+        "fuzz build",
+        cargo(&["fuzz", "build", "--sanitizer", "none"]),
+    )?;
+    for target in targets {
+        let time = format!("-max_total_time={seconds}");
+        step(
+            &format!("fuzz {target} for {seconds} s"),
+            cargo(&[
+                "fuzz",
+                "run",
+                "--sanitizer",
+                "none",
+                target,
+                "--",
+                &time,
+                "-timeout=30",
+                "-rss_limit_mb=4096",
+                "-print_final_stats=1",
+            ]),
+        )?;
+    }
+    Ok(())
+}
+
+/// `cargo xtask soak`: `verb/tests/soak.rs` at full size, in release.
+fn soak() -> Result<()> {
+    let mut tests = cargo(&[
+        "test",
+        "--release",
+        "--locked",
+        "-p",
+        "verb",
+        "--test",
+        "soak",
+        "--",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    tests.env("VERB_SOAK", "full");
+    step("soak (full size)", tests)
 }
 
 /// The target directory cargo builds into.
