@@ -34,6 +34,8 @@ use crate::socket::{
 
 /// Smallest free space a read is offered.
 const READ_CHUNK: usize = 4096;
+/// The send queue size under which reading never pauses, whatever the backpressure limit.
+const MIN_READ_PAUSE: usize = 16 * 1024;
 /// Most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 /// How long a failing connection lingers to let its close frame reach the peer.
@@ -181,12 +183,13 @@ pub(crate) async fn run(start: Start, req: Request) {
         }
 
         let want_write = !engine.writing.is_empty() || engine.stream.wants_flush();
+        let want_read = !engine.read_paused();
         let deadline = engine.next_deadline();
         let event = tokio::select! {
             biased;
             () = lifecycle.forced() => Event::Forced,
             () = lifecycle.shutdown(), if !shutdown_seen => Event::Shutdown,
-            ready = engine.stream.readable() => Event::Readable(ready),
+            ready = engine.stream.readable(), if want_read => Event::Readable(ready),
             ready = engine.stream.writable(), if want_write => match ready {
                 Ok(()) => Event::Writable,
                 Err(err) => Event::Readable(Err(err)),
@@ -356,6 +359,15 @@ impl Engine {
         if wanted && self.phase == Phase::Open {
             self.cork(|engine| engine.callback(|h, ws| h.drain(ws)));
         }
+    }
+
+    /// Whether reading waits for the peer to read first: while the send queue is over the backpressure
+    /// limit, the peer's input (and the pongs or echoes it would cause) stays in its own socket
+    /// buffers, so a peer that floods without reading costs at most the limit. The idle timeout still
+    /// runs: a peer that never reads is dropped by it.
+    fn read_paused(&self) -> bool {
+        let limit = self.ws.shared.backpressure_limit.max(MIN_READ_PAUSE);
+        self.ws.shared.buffered.load(Ordering::Acquire) >= limit
     }
 
     /// Reads what the socket has. `Ok(false)` means the peer closed the TCP connection.

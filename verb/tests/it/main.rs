@@ -3,6 +3,7 @@
 mod auth;
 mod client;
 mod deflate;
+mod hostile;
 mod http;
 mod lifecycle;
 mod limits;

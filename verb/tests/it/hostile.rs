@@ -1,0 +1,202 @@
+//! Hostile peers over raw TCP: floods, peers that never read, slow bodies. Each test keeps a
+//! well-behaved client talking to the same server throughout and checks it was served.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use verb::prelude::*;
+use verb::test::{TestServer, TestWs};
+
+use crate::ws_raw::{close_code, handshake, read_frames_to_close};
+
+const MASK: [u8; 4] = [0x0f, 0xf0, 0x55, 0xaa];
+
+fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() <= 125);
+    let mut out = vec![first, 0x80 | payload.len() as u8];
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    out
+}
+
+/// Echo on `/ws` (with `idle` as its idle timeout) and on `/good` (for the well-behaved client).
+async fn echo_server(idle: Duration) -> TestServer {
+    let mut app = verb::create_server();
+    for (path, idle) in [("/ws", idle), ("/good", Duration::from_secs(120))] {
+        app.ws(
+            path,
+            Ws::new()
+                .idle_timeout(idle)
+                .backpressure_limit(64 * 1024)
+                .message(|ws: &WebSocket, msg: Message| {
+                    ws.send(msg);
+                }),
+        );
+    }
+    TestServer::start(app).await
+}
+
+/// The well-behaved client: an echo round trip.
+async fn still_served(client: &mut TestWs, text: &str) {
+    client.send_text(text).await;
+    assert_eq!(client.recv_text().await, text);
+}
+
+/// A peer that floods pings (or messages to echo) and never reads: once its pongs and echoes fill the
+/// backpressure limit the server stops reading from it, so the flood stays in the peer's own socket
+/// buffers instead of the server's memory; the idle timeout then drops it. Others are served all along.
+#[tokio::test]
+async fn a_flood_from_a_peer_that_never_reads_is_bounded_then_dropped() {
+    let server = echo_server(Duration::from_secs(2)).await;
+    let mut good = server.ws("/good").await;
+    for first in [0x89u8, 0x81] {
+        let mut flooder = handshake(server.addr(), "/ws").await;
+        let frame = masked(first, &[b'p'; 125]);
+        let burst: Vec<u8> = frame
+            .iter()
+            .copied()
+            .cycle()
+            .take(frame.len() * 8192)
+            .collect();
+        // 1 MiB per burst; with the server reading without bound, 64 MiB would go through quickly.
+        let flood = async {
+            for _ in 0..64 {
+                flooder
+                    .write_all(&burst)
+                    .await
+                    .expect("the flood is written");
+            }
+        };
+        let stalled = tokio::time::timeout(Duration::from_millis(1500), flood)
+            .await
+            .is_err();
+        assert!(
+            stalled,
+            "the server kept reading a flood it could not answer"
+        );
+        still_served(&mut good, "served during the flood").await;
+        // The idle timeout reclaims the flooder: its socket is closed (a reset, since it was full).
+        let mut sink = vec![0u8; 1 << 20];
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match flooder.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the flooder was never dropped");
+        still_served(&mut good, "served after the flood").await;
+    }
+}
+
+/// A peer that reads nothing while the app sends to it costs at most the backpressure limit (plus
+/// the message that crossed it): the rest is reported `Dropped`, and what was queued is delivered
+/// once the peer reads.
+#[tokio::test]
+async fn a_peer_that_never_reads_costs_at_most_the_backpressure_limit() {
+    const LIMIT: usize = 256 * 1024;
+    const CHUNK: usize = 10_000;
+    let outcome = Arc::new(Mutex::new(None::<(usize, usize)>));
+    let report = Arc::clone(&outcome);
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .backpressure_limit(LIMIT)
+            .message(move |ws: &WebSocket, msg: Message| {
+                if msg.as_text() != Some("flood") {
+                    ws.send(msg);
+                    return;
+                }
+                let chunk = Message::binary(vec![b'x'; CHUNK]);
+                let (mut queued, mut most) = (0, 0);
+                for _ in 0..2_000 {
+                    if ws.send(chunk.clone()).is_queued() {
+                        queued += 1;
+                    }
+                    most = most.max(ws.buffered_amount());
+                }
+                *report.lock().unwrap() = Some((queued, most));
+            }),
+    );
+    let server = TestServer::start(app).await;
+    let mut good = server.ws("/ws").await;
+    let mut silent = handshake(server.addr(), "/ws").await;
+    silent.write_all(&masked(0x81, b"flood")).await.unwrap();
+    let (queued, most) = loop {
+        if let Some(outcome) = *outcome.lock().unwrap() {
+            break outcome;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(
+        most <= LIMIT + CHUNK + 4,
+        "{most} bytes queued under a limit of {LIMIT}"
+    );
+    assert!(queued < 2_000 / 4, "{queued} of 2,000 messages queued");
+    still_served(&mut good, "hello").await;
+    // Reading now delivers exactly what was queued.
+    let expected = queued * (CHUNK + 4);
+    let mut buf = vec![0u8; expected];
+    tokio::time::timeout(Duration::from_secs(10), silent.read_exact(&mut buf))
+        .await
+        .expect("the queued frames arrive")
+        .expect("read");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), silent.read(&mut [0u8; 1]))
+            .await
+            .is_err(),
+        "nothing beyond what was queued"
+    );
+}
+
+/// Bad close frames, a continuation without a start and invalid UTF-8 across fragments each get
+/// their exact close code while a well-behaved client on the same server keeps working.
+#[tokio::test]
+async fn protocol_violations_get_exact_codes_while_others_are_served() {
+    let server = echo_server(Duration::from_secs(60)).await;
+    let mut good = server.ws("/good").await;
+    let mut utf8 = masked(0x01, &[b'a', 0xC3]);
+    utf8.extend(masked(0x80, &[0x28]));
+    let cases: [(&str, Vec<u8>, u16); 6] = [
+        (
+            "close code 1005",
+            masked(0x88, &1005u16.to_be_bytes()),
+            1002,
+        ),
+        ("close with a 1-byte payload", masked(0x88, &[0x03]), 1002),
+        ("continuation without a start", masked(0x80, b"x"), 1002),
+        ("fragmented ping", masked(0x09, b"p"), 1002),
+        ("reserved opcode", masked(0x83, b"x"), 1002),
+        ("invalid UTF-8 across fragments", utf8, 1007),
+    ];
+    for (name, bytes, code) in cases {
+        let mut bad = handshake(server.addr(), "/ws").await;
+        bad.write_all(&bytes).await.unwrap();
+        let frames = read_frames_to_close(&mut bad).await;
+        assert_eq!(close_code(&frames), Some(code), "{name}: {frames:?}");
+        still_served(&mut good, name).await;
+    }
+}
+
+/// A slow body gets its 408 while other requests are answered meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_slow_body_does_not_hold_up_others() {
+    let mut app = verb::create_server();
+    app.config(ServerConfig::new().body_read_timeout(Duration::from_secs(5)));
+    app.get("/", |_req| async { "ok" });
+    app.post("/echo", |req: Request| async move { req.body().clone() });
+    let server = TestServer::start(app).await;
+    let mut slow = TcpStream::connect(server.addr()).await.unwrap();
+    slow.write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    assert_eq!(server.get("/").await.text(), "ok", "served meanwhile");
+    let response = crate::raw::read_to_close(&mut slow).await;
+    assert_eq!(crate::raw::status_of(&response), 408, "{response}");
+    assert_eq!(server.get("/").await.text(), "ok", "served after");
+}
