@@ -86,7 +86,7 @@ impl WsConfig {
     ///
     /// Default is 120 seconds.
     pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.idle_timeout = timeout.into();
+        self.idle_timeout = timeout.into().map(clamp_timeout);
         self
     }
 
@@ -173,7 +173,7 @@ impl WsConfig {
     ///
     /// Default is 5 seconds.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.close_timeout = timeout;
+        self.close_timeout = clamp_timeout(timeout);
         self
     }
 
@@ -201,4 +201,12 @@ impl WsConfig {
     pub fn get_compression_settings(&self) -> Option<&Compression> {
         self.compression.as_ref()
     }
+}
+
+/// The longest timeout the engine keeps: longer ones (up to `Duration::MAX`) mean "practically never"
+/// and are cut to this, so that deadline arithmetic cannot overflow.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+pub(crate) fn clamp_timeout(timeout: Duration) -> Duration {
+    timeout.min(MAX_TIMEOUT)
 }

@@ -272,6 +272,11 @@ impl Ws {
         self.tune(|c| c.compression(enabled))
     }
 
+    /// See [`WsConfig::close_timeout`].
+    pub fn close_timeout(self, timeout: std::time::Duration) -> Self {
+        self.tune(|c| c.close_timeout(timeout))
+    }
+
     /// See [`WsConfig::compression_with`].
     pub fn compression_with(self, settings: crate::Compression) -> Self {
         self.tune(|c| c.compression_with(settings))

@@ -543,7 +543,7 @@ impl WebSocket {
         reason: &str,
     ) {
         let timer = CloseTimer {
-            at: tokio::time::Instant::now() + after,
+            at: tokio::time::Instant::now() + crate::config::clamp_timeout(after),
             last,
             code: code.into(),
             reason: reason.into(),

@@ -582,3 +582,27 @@ async fn close_after_fires_unless_cancelled_and_attachments_gate_messages() {
         (CloseCode::POLICY_VIOLATION, "kicked".to_owned())
     );
 }
+
+/// Absurdly long timeouts (`Duration::MAX`) mean "never" and do not overflow any deadline.
+#[tokio::test]
+async fn huge_timeouts_mean_never() {
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        echo()
+            .idle_timeout(Duration::MAX)
+            .close_timeout(Duration::MAX)
+            .open(|ws: &WebSocket, _req: &Request| {
+                ws.close_after(Duration::MAX, None, CloseCode::NORMAL, "never");
+            }),
+    );
+    let server = TestServer::start(app).await;
+    let mut client = server.ws("/ws").await;
+    client.send_text("still fine").await;
+    assert_eq!(client.recv_text().await, "still fine");
+    client.close(1000, "bye").await;
+    match client.next_event().await {
+        WsEvent::Close(Some((code, _))) => assert_eq!(code, CloseCode::NORMAL),
+        other => panic!("expected the close echo, got {other:?}"),
+    }
+}
