@@ -70,6 +70,8 @@ struct Inner {
     /// A presence update was lost (queue full, Redis unreachable, a failed write): the next heartbeat
     /// rewrites everything instead of only refreshing expiries.
     resync: std::sync::atomic::AtomicBool,
+    /// How often the subscription connection is pinged; no answer within as long again replaces it.
+    keepalive: Duration,
     stopped: watch::Receiver<()>,
 }
 
@@ -128,10 +130,27 @@ impl RedisBackplane {
                 node: OnceLock::new(),
                 lost: AtomicU64::new(0),
                 resync: std::sync::atomic::AtomicBool::new(false),
+                keepalive: HEARTBEAT,
                 stopped,
             }),
             _stop: Arc::new(stop),
         })
+    }
+
+    /// How often the subscription connection is checked with a `PING`; one unanswered for as long
+    /// again means the link is dead (a peer that vanished without closing the connection, a silent
+    /// network drop), and the node reconnects and resubscribes. Set before the backplane is attached
+    /// to a hub.
+    ///
+    /// Default is 5 seconds.
+    #[must_use]
+    pub fn keepalive(mut self, every: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.keepalive = every.max(Duration::from_millis(10));
+        } else {
+            tracing::warn!("RedisBackplane::keepalive ignored: the backplane is already in use");
+        }
+        self
     }
 
     /// This node's id on the backplane (random per start).
@@ -431,11 +450,25 @@ async fn subscriber(inner: Arc<Inner>, node: Node) {
                 backoff = Duration::from_millis(100);
                 // Presence may have been lost with Redis: restore it now rather than at the next beat.
                 inner.enqueue(Command::Resync);
-                let mut messages = pubsub.into_on_message();
+                let (mut sink, mut messages) = pubsub.split();
+                let mut keepalive = tokio::time::interval(inner.keepalive);
+                keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                keepalive.tick().await;
                 loop {
                     let message = tokio::select! {
                         _ = stopped.changed() => return,
                         message = messages.next() => message,
+                        _ = keepalive.tick() => {
+                            let pong = tokio::time::timeout(inner.keepalive, sink.ping::<String>()).await;
+                            if matches!(pong, Ok(Ok(_))) {
+                                continue;
+                            }
+                            tracing::warn!(
+                                node = inner.node_id,
+                                "Redis backplane: the subscription connection stopped answering"
+                            );
+                            break;
+                        }
                     };
                     let Some(message) = message else { break };
                     if !node.is_alive() {

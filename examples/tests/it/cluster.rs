@@ -4,6 +4,7 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::SinkExt;
@@ -169,7 +170,11 @@ async fn cluster_example_shares_rooms_across_two_nodes() {
 /// An app whose connections name their user (`?user=`) and can send direct messages (`dm USER TEXT`)
 /// or room messages (`say ROOM TEXT`); every connection joins room `r`.
 async fn node(redis_url: &str) -> (TestServer, RedisBackplane, Rooms) {
-    let redis = RedisBackplane::new(redis_url).unwrap();
+    node_with(RedisBackplane::new(redis_url).unwrap()).await
+}
+
+/// As [`node`], with a backplane configured by the caller.
+async fn node_with(redis: RedisBackplane) -> (TestServer, RedisBackplane, Rooms) {
     let mut app = verb::create_server();
     app.rooms().set_backplane(redis.clone()).unwrap();
     let rooms = app.rooms().clone();
@@ -336,6 +341,108 @@ async fn traffic_resumes_after_redis_restarts() {
     })
     .await;
     assert_eq!(rooms_a.size("r"), 1);
+}
+
+/// A TCP proxy to Redis that can go silent: after `freeze`, the connections it carries stop
+/// forwarding without closing (a half-open link, as after a silent network drop); new connections
+/// are forwarded normally.
+struct FreezingProxy {
+    addr: std::net::SocketAddr,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FreezingProxy {
+    async fn start(upstream: String) -> FreezingProxy {
+        use std::sync::atomic::Ordering;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let current = Arc::clone(&generation);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let born = current.load(Ordering::SeqCst);
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (mut from, mut to) in [(client_read, server_write), (server_read, client_write)]
+                {
+                    let current = Arc::clone(&current);
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let Ok(n) = from.read(&mut buf).await else {
+                                return;
+                            };
+                            if n == 0 {
+                                return;
+                            }
+                            if current.load(Ordering::SeqCst) != born {
+                                // Frozen: keep both sockets open and forward nothing, ever.
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FreezingProxy { addr, generation }
+    }
+
+    fn freeze(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+}
+
+/// A link to Redis that goes silent without closing is noticed by the keepalive, and the node
+/// reconnects and resubscribes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_link_to_redis_is_replaced() {
+    let redis = Redis::start().await;
+    let proxy = FreezingProxy::start(format!("127.0.0.1:{}", redis.port)).await;
+    let (a, _redis_a, _) = node_with(
+        RedisBackplane::new(&proxy.url())
+            .unwrap()
+            .keepalive(Duration::from_millis(200)),
+    )
+    .await;
+    let (b, _redis_b, _) = node(&redis.url()).await;
+    let mut on_a = a.ws("/ws").await;
+    let mut on_b = b.ws("/ws").await;
+    for client in [&mut on_a, &mut on_b] {
+        assert_eq!(client.recv_text().await, "ready");
+    }
+    let crosses =
+        async |on_a: &mut verb::test::TestWs, on_b: &mut verb::test::TestWs, text: &str| {
+            on_b.send_text(&format!("say r {text}")).await;
+            loop {
+                match tokio::time::timeout(Duration::from_millis(200), on_a.recv_text()).await {
+                    Ok(got) if got == text => return true,
+                    Ok(_) => continue,
+                    Err(_) => return false,
+                }
+            }
+        };
+    wait_for("the link works", async || {
+        crosses(&mut on_a, &mut on_b, "before").await
+    })
+    .await;
+
+    proxy.freeze();
+    wait_for("traffic crosses again over a new link", async || {
+        crosses(&mut on_a, &mut on_b, "after").await
+    })
+    .await;
 }
 
 /// Any app becomes a node with `VERB_REDIS_URL`: two `rooms` processes, no code change, share rooms.
