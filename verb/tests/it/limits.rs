@@ -91,6 +91,11 @@ async fn oversized_head_is_a_431() {
     )
     .await;
     assert_eq!(status_of(&response), 200, "{response}");
+    assert_eq!(
+        server.get("/").await.text(),
+        "ok",
+        "the server keeps serving"
+    );
 }
 
 /// A malformed request line is a 400.

@@ -225,7 +225,8 @@ async fn close_frames_are_validated_and_echoed() {
     assert_eq!(read_frames_to_close(&mut stream).await, [(0x8, Vec::new())]);
 }
 
-/// Bad handshakes get HTTP errors: bad key 400, wrong version 426 naming 13, missing Connection 400.
+/// Bad handshakes get HTTP errors: bad key 400, wrong version 426 naming 13, missing Connection 400,
+/// a method other than GET 405, no `Upgrade` 426; the server keeps serving.
 #[tokio::test]
 async fn bad_handshakes_are_refused_with_http_errors() {
     let server = server().await;
@@ -269,4 +270,24 @@ async fn bad_handshakes_are_refused_with_http_errors() {
     )
     .await;
     assert_eq!(crate::raw::status_of(&response), 405, "{response}");
+
+    // No `Upgrade: websocket` at all: 426, naming the protocol to upgrade to.
+    let response = crate::raw::exchange(
+        addr,
+        request(&format!(
+            "{upgrade}sec-websocket-version: 13\r\nsec-websocket-key: {KEY}\r\n"
+        ))
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(crate::raw::status_of(&response), 426, "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{response}"
+    );
+
+    // Every refusal left the server serving.
+    let mut good = server.ws("/ws").await;
+    good.send_text("fine").await;
+    assert_eq!(good.recv_text().await, "fine");
 }
