@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use verb_bench::load::{self, Config, Mode};
+use verb_bench::load::{self, Config, Message, Mode};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,9 +31,17 @@ struct Cli {
     /// Messages in flight: for the publisher (broadcast) or per connection (echo).
     #[arg(long, default_value_t = 16)]
     in_flight: usize,
-    /// Payload size in bytes (at least 17).
+    /// Payload size in bytes (at least 17), of binary messages.
     #[arg(long, default_value_t = 64)]
     payload: usize,
+    /// What the publisher sends (broadcast mode): binary stamps of `--payload` bytes, or JSON shaped
+    /// like the `live-feed` example's, one tick (~140 B) or a batch of 16 (~2.1 KB) per message.
+    #[arg(long, value_enum, default_value_t = Message::Binary)]
+    message: Message,
+    /// Offer permessage-deflate on every connection (`permessage-deflate; client_max_window_bits`)
+    /// and inflate what comes compressed (broadcast mode).
+    #[arg(long)]
+    deflate: bool,
     /// Seconds under load before measuring.
     #[arg(long, default_value_t = 2.0)]
     warmup_s: f64,
@@ -89,6 +97,8 @@ fn main() -> anyhow::Result<()> {
         connections: cli.connections,
         in_flight: cli.in_flight,
         payload: cli.payload,
+        message: cli.message,
+        deflate: cli.deflate,
         warmup: seconds("warmup-s", cli.warmup_s)?,
         duration: seconds("duration-s", cli.duration_s)?,
         server_pids: cli.server_pid,

@@ -12,6 +12,11 @@
 //! publisher does not receive its own (so it is no receiver), the subscribers are spread over every
 //! server address (the publisher on the first), and syncing also waits until the `welcome` / `system`
 //! notices that the joins set off have stopped for [`SETTLE`].
+//!
+//! With [`Message::Feed`] / [`Message::FeedBatch`] the publisher sends `live-feed`-shaped JSON (see
+//! [`super::feed`]) and receivers check every message byte for byte against what was published; with
+//! [`Config::deflate`] compressed frames are inflated first ([`super::inflate`]). Either way each
+//! delivery's bytes on the wire are counted, beside what the same message is as a plain frame.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -20,11 +25,13 @@ use anyhow::bail;
 use mio::Events;
 
 use super::conn::Ended;
+use super::feed::{self, Checked, Message};
 use super::frame::{
     Chat, ClientFrame, KIND_DATA, KIND_PROBE, OP_BINARY, OP_TEXT, ServerFrame, Stamp, chat_frame,
-    parse_chat,
+    frame_len, parse_chat,
 };
-use super::{Config, Measured, Mode, Net, Report, Window, histogram, spread};
+use super::inflate::{Inflate, Negotiated};
+use super::{Config, Measured, Mode, Net, Report, Window, Wire, histogram, spread};
 
 /// Least time between two probes while syncing.
 const PROBE_EVERY: Duration = Duration::from_millis(20);
@@ -32,27 +39,132 @@ const PROBE_EVERY: Duration = Duration::from_millis(20);
 const SETTLE: Duration = Duration::from_millis(500);
 
 /// What a server frame is to the run.
+#[derive(Debug, Clone, Copy)]
 enum Got {
     Probe(u64),
     Data(Stamp),
     /// A chat notice (`welcome`, `system`).
     Notice,
     Foreign,
+    /// A frame that did not inflate, or a feed message whose bytes differ from the publish it names.
+    Corrupt,
 }
 
-fn classify(config: &Config, f: ServerFrame<'_>) -> Got {
+/// A received frame: what it is, its length on the wire, and the length of the same message as an
+/// uncompressed frame.
+#[derive(Debug, Clone, Copy)]
+struct Decoded {
+    got: Got,
+    wire: usize,
+    plain: usize,
+    compressed: bool,
+}
+
+/// Makes the publisher's frames and makes sense of what every connection receives.
+struct Codec<'a> {
+    config: &'a Config,
+    frame: ClientFrame,
+    log: feed::Log,
+    /// Per distinct compressed frame: what it is and its uncompressed frame length.
+    inflate: Inflate<(Got, usize)>,
+    wire: Wire,
+}
+
+impl<'a> Codec<'a> {
+    fn new(config: &'a Config, net: &Net) -> anyhow::Result<Self> {
+        let negotiated = net
+            .extensions
+            .iter()
+            .map(|answer| Negotiated::from_answer(answer.as_deref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        let mut wire = Wire::default();
+        for n in &negotiated {
+            wire.negotiated[n.index()] += 1;
+        }
+        Ok(Self {
+            config,
+            frame: ClientFrame::new(config.payload),
+            log: feed::Log::default(),
+            inflate: Inflate::new(negotiated),
+            wire,
+        })
+    }
+
+    /// The bytes of one publish.
+    fn publish(&mut self, stamp: Stamp) -> std::borrow::Cow<'_, [u8]> {
+        match (self.config.mode, self.config.message) {
+            (Mode::Chat, _) => chat_frame(stamp).into(),
+            (_, Message::Binary) => self.frame.stamp(stamp).into(),
+            (_, message) => self.log.publish(message, stamp).into(),
+        }
+    }
+
+    /// Connection `conn` received `f`.
+    fn decode(&mut self, conn: usize, f: ServerFrame<'_>) -> Decoded {
+        let wire = frame_len(f.payload.len());
+        let Self {
+            config,
+            log,
+            inflate,
+            wire: stats,
+            ..
+        } = self;
+        let (got, plain) = if !f.rsv1 {
+            (classify(config, log, f.fin, f.opcode, f.payload), wire)
+        } else if !f.fin {
+            // Servers send each compressed message in one frame; this one is not ours to measure.
+            (Got::Foreign, wire)
+        } else {
+            stats.rsv1_frames += 1;
+            let before = inflate.inflated;
+            let result = inflate.frame(conn, f.payload, |message| {
+                let got = classify(config, log, true, f.opcode, message);
+                (got, frame_len(message.len()))
+            });
+            stats.inflated += inflate.inflated - before;
+            result.unwrap_or_else(|err| {
+                if stats.corrupt < 10 {
+                    eprintln!("bench-load: connection {conn}: {err}");
+                }
+                (Got::Corrupt, wire)
+            })
+        };
+        if matches!(got, Got::Corrupt) {
+            stats.corrupt += 1;
+        }
+        Decoded {
+            got,
+            wire,
+            plain,
+            compressed: f.rsv1,
+        }
+    }
+}
+
+/// What a (whole, uncompressed) message is to the run.
+fn classify(config: &Config, log: &feed::Log, fin: bool, opcode: u8, payload: &[u8]) -> Got {
     let stamp = if config.mode == Mode::Chat {
-        if f.opcode != OP_TEXT || !f.fin {
+        if opcode != OP_TEXT || !fin {
             return Got::Foreign;
         }
-        match parse_chat(f.payload) {
+        match parse_chat(payload) {
             Chat::Data(stamp) => stamp,
             Chat::Notice => return Got::Notice,
             Chat::Other => return Got::Foreign,
         }
+    } else if config.message != Message::Binary {
+        if opcode != OP_TEXT || !fin {
+            return Got::Foreign;
+        }
+        match log.check(payload) {
+            Checked::Ours(stamp) => stamp,
+            Checked::Unknown => return Got::Foreign,
+            Checked::Corrupt => return Got::Corrupt,
+        }
     } else {
-        match (f.opcode, Stamp::parse(f.payload)) {
-            (OP_BINARY, Some(stamp)) if f.fin && f.payload.len() == config.payload => stamp,
+        match (opcode, Stamp::parse(payload)) {
+            (OP_BINARY, Some(stamp)) if fin && payload.len() == config.payload => stamp,
             _ => return Got::Foreign,
         }
     };
@@ -60,19 +172,6 @@ fn classify(config: &Config, f: ServerFrame<'_>) -> Got {
         Got::Probe(stamp.seq)
     } else {
         Got::Data(stamp)
-    }
-}
-
-/// The bytes of one publish.
-fn publish<'a>(
-    config: &Config,
-    frame: &'a mut ClientFrame,
-    stamp: Stamp,
-) -> std::borrow::Cow<'a, [u8]> {
-    if config.mode == Mode::Chat {
-        chat_frame(stamp).into()
-    } else {
-        frame.stamp(stamp).into()
     }
 }
 
@@ -85,10 +184,10 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
     let publisher = net.conns.len() - 1;
     // Chat servers do not send a message back to its sender: the publisher receives nothing.
     let self_delivery = config.mode != Mode::Chat;
-    let mut frame = ClientFrame::new(config.payload);
+    let mut codec = Codec::new(config, &net)?;
     let mut events = Events::with_capacity(4096);
 
-    sync(config, &mut net, &mut events, &mut frame, publisher)?;
+    sync(config, &mut net, &mut events, &mut codec, publisher)?;
     let setup_s = start.elapsed().as_secs_f64();
 
     let mut receivers = Receivers {
@@ -120,7 +219,7 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
                 sent_ns,
                 kind: KIND_DATA,
             };
-            burst.extend_from_slice(&publish(config, &mut frame, stamp));
+            burst.extend_from_slice(&codec.publish(stamp));
             receivers.flight.push(next_seq, sent_ns, receivers.live);
             next_seq += 1;
             if measuring {
@@ -169,9 +268,10 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
             let next = &mut expected[i];
             let ended = conns[i].pump(scratch, |f| {
                 let now_ns = start.elapsed().as_nanos() as u64;
-                let stamp = match classify(config, f) {
+                let decoded = codec.decode(i, f);
+                let stamp = match decoded.got {
                     Got::Data(stamp) => stamp,
-                    Got::Probe(_) => return,
+                    Got::Probe(_) | Got::Corrupt => return,
                     Got::Notice => {
                         t.ignored += u64::from(measuring);
                         return;
@@ -199,6 +299,9 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
                 if measuring {
                     t.deliveries += 1;
                     hist.saturating_record(now_ns.saturating_sub(stamp.sent_ns));
+                    t.wire_bytes += decoded.wire as u64;
+                    t.plain_bytes += decoded.plain as u64;
+                    t.compressed += u64::from(decoded.compressed);
                 }
             });
             let ended = match ended {
@@ -218,12 +321,27 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
         backplane_cpu_ns,
         server_core_busy,
         server_core_ns,
+        server_rss_kib,
         loadgen_cpu_ns,
         loadgen_busy,
     } = window.finish(Instant::now());
     let Receivers {
         closed, tally: t, ..
     } = receivers;
+    let wire = Wire {
+        bytes: t.wire_bytes,
+        plain_bytes: t.plain_bytes,
+        compressed: t.compressed,
+        ..codec.wire
+    };
+    let payload = match config.message {
+        Message::Binary => config.payload,
+        // The mean message: the mean plain frame less its header.
+        _ => {
+            let frame = (t.plain_bytes / t.deliveries.max(1)) as usize;
+            frame.saturating_sub(frame_len(frame) - frame)
+        }
+    };
 
     Ok(Report {
         mode: config.mode.name(),
@@ -231,7 +349,9 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
         failed: net.failed,
         closed,
         in_flight: config.in_flight,
-        payload: config.payload,
+        payload,
+        message: config.message.name(),
+        wire,
         setup_s,
         window_s,
         deliveries: t.deliveries,
@@ -247,6 +367,7 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
         backplane_cpu_ns,
         server_core_busy,
         server_core_ns,
+        server_rss_kib,
         loadgen_cpu_ns,
         loadgen_busy,
     })
@@ -262,7 +383,7 @@ fn sync(
     config: &Config,
     net: &mut Net,
     events: &mut mio::Events,
-    frame: &mut ClientFrame,
+    codec: &mut Codec<'_>,
     publisher: usize,
 ) -> anyhow::Result<()> {
     let total = net.conns.len();
@@ -299,7 +420,7 @@ fn sync(
                 sent_ns: net.now_ns(),
                 kind: KIND_PROBE,
             };
-            if let Err(err) = net.conns[publisher].send(&publish(config, frame, stamp)) {
+            if let Err(err) = net.conns[publisher].send(&codec.publish(stamp)) {
                 bail!("the publisher's connection failed while syncing: {err}");
             }
             current = Some(seq);
@@ -327,7 +448,7 @@ fn sync(
                 let counts = i != publisher || publisher_receives;
                 let notice = &mut last_notice;
                 result = conns[i].pump(scratch, |f| {
-                    let seq = match classify(config, f) {
+                    let seq = match codec.decode(i, f).got {
                         Got::Probe(seq) if counts => seq,
                         Got::Notice => {
                             *notice = Some(Instant::now());
@@ -405,6 +526,11 @@ fn lose_connection(
 #[derive(Debug, Default)]
 struct Tally {
     deliveries: u64,
+    /// Frame bytes of those deliveries, and what they would be uncompressed.
+    wire_bytes: u64,
+    plain_bytes: u64,
+    /// Deliveries that came compressed.
+    compressed: u64,
     sent: u64,
     completed: u64,
     lost: u64,

@@ -156,6 +156,7 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
         backplane_cpu_ns,
         server_core_busy,
         server_core_ns,
+        server_rss_kib,
         loadgen_cpu_ns,
         loadgen_busy,
     } = window.finish(end);
@@ -174,6 +175,8 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
         closed,
         in_flight: config.in_flight,
         payload: config.payload,
+        message: config.message.name(),
+        wire: super::Wire::default(),
         setup_s,
         window_s,
         deliveries,
@@ -189,6 +192,7 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
         server_cpu_ns,
         server_core_busy,
         server_core_ns,
+        server_rss_kib,
         loadgen_cpu_ns,
         loadgen_busy,
     })

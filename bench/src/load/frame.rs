@@ -165,10 +165,23 @@ pub fn encode_client(opcode: u8, payload: &[u8]) -> Vec<u8> {
 pub struct ServerFrame<'a> {
     /// FIN bit.
     pub fin: bool,
+    /// RSV1 bit: with permessage-deflate, "this message is compressed".
+    pub rsv1: bool,
     /// The opcode.
     pub opcode: u8,
     /// The (unmasked) payload.
     pub payload: &'a [u8],
+}
+
+/// The length on the wire of a server frame (unmasked, minimal length encoding) with a payload of
+/// `payload` bytes.
+pub fn frame_len(payload: usize) -> usize {
+    payload
+        + match payload {
+            0..=125 => 2,
+            126..=0xffff => 4,
+            _ => 10,
+        }
 }
 
 /// What a server sent that no server may send.
@@ -226,6 +239,7 @@ pub fn parse_server(
     }
     let frame = ServerFrame {
         fin: b0 & 0x80 != 0,
+        rsv1: b0 & 0x40 != 0,
         opcode: b0 & 0x0f,
         payload: &buf[header..total],
     };
@@ -307,9 +321,14 @@ mod tests {
         wire.extend_from_slice(&[0x89, 0]);
         let (frame, used) = parse_server(&wire, 1024).expect("valid").expect("whole");
         assert_eq!(
-            (frame.fin, frame.opcode, frame.payload, used),
-            (true, OP_BINARY, &b"abc"[..], 5)
+            (frame.fin, frame.rsv1, frame.opcode, frame.payload, used),
+            (true, false, OP_BINARY, &b"abc"[..], 5)
         );
+        assert_eq!(used, frame_len(3));
+        let (deflated, _) = parse_server(&[0xc1, 1, 0], 1024)
+            .expect("valid")
+            .expect("whole");
+        assert!(deflated.rsv1 && deflated.fin && deflated.opcode == OP_TEXT);
         let (ping, used) = parse_server(&wire[5..], 1024)
             .expect("valid")
             .expect("whole");
@@ -321,6 +340,7 @@ mod tests {
         long.extend(std::iter::repeat_n(9, 256));
         let (frame, used) = parse_server(&long, 1024).expect("valid").expect("whole");
         assert_eq!((frame.fin, frame.payload.len(), used), (false, 256, 260));
+        assert_eq!(frame_len(256), 260);
         assert_eq!(parse_server(&long[..100], 1024), Ok(None));
         assert_eq!(parse_server(&long, 100), Err(FrameError::TooLarge(260)));
         assert_eq!(

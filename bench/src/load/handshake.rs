@@ -23,21 +23,28 @@ pub struct Upgraded {
     pub stream: TcpStream,
     /// Bytes the server sent after its response head (the start of its first frames, if any).
     pub leftover: Vec<u8>,
+    /// The server's `Sec-WebSocket-Extensions` answer, if any.
+    pub extensions: Option<String>,
 }
 
-/// Opens `count` WebSocket connections to `addr`, `batch` at a time. Each entry is the connection or
-/// why it failed.
+/// Opens `count` WebSocket connections to `addr`, `batch` at a time, each offering `extensions`
+/// (`Sec-WebSocket-Extensions`) if given. Each entry is the connection or why it failed.
 pub fn open_many(
     addr: SocketAddr,
     path: &str,
+    extensions: Option<&str>,
     count: usize,
     batch: usize,
     timeout: Duration,
 ) -> Vec<io::Result<Upgraded>> {
+    let offer = extensions
+        .map(|offer| format!("Sec-WebSocket-Extensions: {offer}\r\n"))
+        .unwrap_or_default();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
+    let offered = extensions.is_some();
     let mut opened = Vec::with_capacity(count);
     while opened.len() < count {
         let n = batch.max(1).min(count - opened.len());
@@ -46,7 +53,7 @@ pub fn open_many(
             .collect();
         opened.extend(
             sent.into_iter()
-                .map(|stream| stream.and_then(read_response)),
+                .map(|stream| stream.and_then(|stream| read_response(stream, offered))),
         );
     }
     opened
@@ -61,7 +68,7 @@ fn send_request(addr: SocketAddr, request: &[u8], timeout: Duration) -> io::Resu
     Ok(stream)
 }
 
-fn read_response(mut stream: TcpStream) -> io::Result<Upgraded> {
+fn read_response(mut stream: TcpStream, offered: bool) -> io::Result<Upgraded> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     let head_end = loop {
@@ -80,33 +87,41 @@ fn read_response(mut stream: TcpStream) -> io::Result<Upgraded> {
             return Err(invalid("response head too long"));
         }
     };
-    check_head(&buf[..head_end])?;
+    let extensions = check_head(&buf[..head_end])?;
+    if extensions.is_some() && !offered {
+        return Err(invalid(
+            "the server answered an extension offer nobody made",
+        ));
+    }
     stream.set_nonblocking(true)?;
     stream.set_read_timeout(None)?;
     stream.set_write_timeout(None)?;
     Ok(Upgraded {
         stream,
         leftover: buf[head_end..].to_vec(),
+        extensions,
     })
 }
 
-/// Checks the status line (`101`) and `Sec-WebSocket-Accept`.
-fn check_head(head: &[u8]) -> io::Result<()> {
+/// Checks the status line (`101`) and `Sec-WebSocket-Accept`; returns `Sec-WebSocket-Extensions`.
+fn check_head(head: &[u8]) -> io::Result<Option<String>> {
     let head = std::str::from_utf8(head).map_err(|_| invalid("response head is not UTF-8"))?;
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap_or_default();
     if status.split(' ').nth(1) != Some("101") {
         return Err(invalid(&format!("upgrade refused: {status}")));
     }
-    let accept = lines
+    let headers: Vec<(&str, &str)> = lines
         .filter_map(|line| line.split_once(':'))
-        .find_map(|(name, value)| {
-            name.trim()
-                .eq_ignore_ascii_case("sec-websocket-accept")
-                .then(|| value.trim())
-        });
-    match accept {
-        Some(ACCEPT) => Ok(()),
+        .map(|(name, value)| (name.trim(), value.trim()))
+        .collect();
+    let header = |wanted: &str| {
+        headers
+            .iter()
+            .find_map(|&(name, value)| name.eq_ignore_ascii_case(wanted).then_some(value))
+    };
+    match header("sec-websocket-accept") {
+        Some(ACCEPT) => Ok(header("sec-websocket-extensions").map(str::to_owned)),
         Some(other) => Err(invalid(&format!("wrong Sec-WebSocket-Accept {other:?}"))),
         None => Err(invalid("no Sec-WebSocket-Accept")),
     }
@@ -125,7 +140,17 @@ mod tests {
         let ok = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nsec-websocket-accept: {ACCEPT}\r\n\r\n"
         );
-        assert!(check_head(ok.as_bytes()).is_ok());
+        assert_eq!(check_head(ok.as_bytes()).ok(), Some(None));
+        let deflate = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n"
+        );
+        assert_eq!(
+            check_head(deflate.as_bytes()).ok(),
+            Some(Some(
+                "permessage-deflate; server_no_context_takeover".to_owned()
+            ))
+        );
         let refused = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
         assert!(check_head(refused.as_bytes()).is_err());
         let wrong = "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: nope\r\n\r\n";

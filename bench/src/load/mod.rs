@@ -18,12 +18,19 @@
 //! duplicates, messages that never complete as timed out. Only deliveries inside the measured window
 //! (after the warmup) count, and the server's CPU time (from `/proc/PID/stat`) and the load
 //! generator's own are sampled at the edges of that window.
+//!
+//! In broadcast mode the publisher may send JSON shaped like the `live-feed` example's instead of
+//! binary stamps ([`feed::Message`]), and every connection may offer permessage-deflate
+//! ([`Config::deflate`]): compressed frames are inflated ([`inflate`]) and checked byte for byte
+//! against what was published, and the bytes on the wire per delivery are counted.
 
 mod broadcast;
 mod conn;
 mod echo;
+pub mod feed;
 pub mod frame;
 pub mod handshake;
+pub mod inflate;
 pub mod procstat;
 
 use std::fmt::Write as _;
@@ -35,6 +42,7 @@ use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
 
 use self::conn::Conn;
+pub use self::feed::Message;
 
 /// Which benchmark to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,8 +82,12 @@ pub struct Config {
     pub connections: usize,
     /// Messages in flight: per publisher (broadcast) or per connection (echo).
     pub in_flight: usize,
-    /// Payload size of each message in bytes.
+    /// Payload size of each message in bytes ([`Message::Binary`]).
     pub payload: usize,
+    /// What the publisher sends (broadcast mode).
+    pub message: Message,
+    /// Every connection offers permessage-deflate ([`inflate::OFFER`]; broadcast mode).
+    pub deflate: bool,
     /// Time under load before measuring.
     pub warmup: Duration,
     /// Measured time.
@@ -110,8 +122,12 @@ pub struct Report {
     pub closed: usize,
     /// Messages in flight.
     pub in_flight: usize,
-    /// Payload size in bytes.
+    /// Payload size in bytes (feed messages: the mean size of those delivered in the window).
     pub payload: usize,
+    /// What the publisher sent.
+    pub message: &'static str,
+    /// Bytes on the wire and compression.
+    pub wire: Wire,
     /// Seconds spent connecting (and, in broadcast mode, until every connection received a probe).
     pub setup_s: f64,
     /// Length of the measured window in seconds.
@@ -143,11 +159,33 @@ pub struct Report {
     pub server_core_busy: Option<f64>,
     /// Busy time of the server's core in the window, nanoseconds, if it was given.
     pub server_core_ns: Option<u64>,
+    /// The servers' resident set size at the end of the window, KiB (summed).
+    pub server_rss_kib: Option<u64>,
     /// The load generator's CPU time in the window, nanoseconds.
     pub loadgen_cpu_ns: u64,
     /// Share of the window the load generator's loop had work (not in polls that found nothing):
     /// near 1.0 means the load generator may be the bottleneck.
     pub loadgen_busy: f64,
+}
+
+/// Bytes on the wire and permessage-deflate (broadcast mode; zero elsewhere).
+#[derive(Debug, Clone, Default)]
+pub struct Wire {
+    /// Frame bytes (header and payload) of the deliveries in the window.
+    pub bytes: u64,
+    /// What the same deliveries would have been as uncompressed frames.
+    pub plain_bytes: u64,
+    /// Deliveries in the window that arrived compressed (RSV1).
+    pub compressed: u64,
+    /// Connections by what their handshake settled: no compression, permessage-deflate without
+    /// server context takeover, with it.
+    pub negotiated: [usize; 3],
+    /// Compressed frames received over the whole run (setup included).
+    pub rsv1_frames: u64,
+    /// Of those, how many were inflated (the others were byte-identical to one already inflated).
+    pub inflated: u64,
+    /// Frames that did not inflate, or whose content differed from what was published.
+    pub corrupt: u64,
 }
 
 impl Report {
@@ -172,6 +210,19 @@ impl Report {
         kv("closed", self.closed.to_string());
         kv("in_flight", self.in_flight.to_string());
         kv("payload", self.payload.to_string());
+        kv("message", self.message.to_owned());
+        kv("wire_bytes", self.wire.bytes.to_string());
+        kv("plain_bytes", self.wire.plain_bytes.to_string());
+        kv("compressed", self.wire.compressed.to_string());
+        for (key, count) in ["deflate_off", "deflate_shared", "deflate_takeover"]
+            .iter()
+            .zip(self.wire.negotiated)
+        {
+            kv(key, count.to_string());
+        }
+        kv("rsv1_frames", self.wire.rsv1_frames.to_string());
+        kv("inflated", self.wire.inflated.to_string());
+        kv("corrupt", self.wire.corrupt.to_string());
         kv("setup_s", format!("{:.3}", self.setup_s));
         kv("window_s", format!("{:.3}", self.window_s));
         kv("deliveries", self.deliveries.to_string());
@@ -208,6 +259,11 @@ impl Report {
             self.server_core_ns
                 .map_or_else(|| "-".to_owned(), |ns| ns.to_string()),
         );
+        kv(
+            "server_rss_kib",
+            self.server_rss_kib
+                .map_or_else(|| "-".to_owned(), |kib| kib.to_string()),
+        );
         kv("loadgen_cpu_ns", self.loadgen_cpu_ns.to_string());
         kv("loadgen_busy", format!("{:.3}", self.loadgen_busy));
         line
@@ -220,10 +276,10 @@ impl Report {
             self.mode,
             self.connections,
             self.in_flight,
-            if self.mode == "chat" {
-                "JSON".to_owned()
-            } else {
-                format!("{} B", self.payload)
+            match (self.mode, self.message) {
+                ("chat", _) => "JSON".to_owned(),
+                (_, "binary") => format!("{} B", self.payload),
+                (_, message) => format!("{message} JSON, {} B", self.payload),
             },
             self.rate(),
             self.window_s,
@@ -249,6 +305,23 @@ impl Report {
                 "; its core {:.0}% busy (softirq included)",
                 busy * 100.0
             );
+        }
+        if self.wire.negotiated[1] + self.wire.negotiated[2] > 0 || self.wire.rsv1_frames > 0 {
+            let per = |bytes: u64| bytes as f64 / self.deliveries.max(1) as f64;
+            let _ = write!(
+                out,
+                "\n  permessage-deflate (off/shared/takeover) {:?}: {:.1} B on the wire per delivery \
+                 vs {:.1} B plain; {} of {} compressed frames inflated; corrupt {}",
+                self.wire.negotiated,
+                per(self.wire.bytes),
+                per(self.wire.plain_bytes),
+                self.wire.inflated,
+                self.wire.rsv1_frames,
+                self.wire.corrupt
+            );
+        }
+        if let Some(kib) = self.server_rss_kib {
+            let _ = write!(out, "\n  server RSS {:.1} MiB", kib as f64 / 1024.0);
         }
         let _ = write!(
             out,
@@ -283,6 +356,10 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
         frame::MIN_PAYLOAD,
         frame::MAX_PAYLOAD
     );
+    anyhow::ensure!(
+        config.mode == Mode::Broadcast || (config.message == Message::Binary && !config.deflate),
+        "--message and --deflate go with --mode broadcast"
+    );
     raise_fd_limit(config.connections + 64);
     match config.mode {
         Mode::Broadcast | Mode::Chat => broadcast::run(config),
@@ -297,6 +374,8 @@ struct Net {
     /// `false` once a connection ended.
     open: Vec<bool>,
     failed: usize,
+    /// Each connection's `Sec-WebSocket-Extensions` answer.
+    extensions: Vec<Option<String>>,
     scratch: Vec<u8>,
     start: Instant,
 }
@@ -316,17 +395,22 @@ impl Net {
             opened.extend(handshake::open_many(
                 addr,
                 &config.path,
+                config.deflate.then_some(inflate::OFFER),
                 n,
                 config.connect_batch,
                 config.setup_timeout,
             ));
         }
         let mut conns = Vec::with_capacity(count);
+        let mut extensions = Vec::with_capacity(count);
         let mut failed = 0;
         let mut first_error = None;
         for result in opened {
             match result {
-                Ok(up) => conns.push(Conn::new(up.stream, up.leftover)),
+                Ok(up) => {
+                    conns.push(Conn::new(up.stream, up.leftover));
+                    extensions.push(up.extensions);
+                }
                 Err(err) => {
                     failed += 1;
                     first_error.get_or_insert(err);
@@ -354,6 +438,7 @@ impl Net {
             conns,
             open,
             failed,
+            extensions,
             scratch: vec![0; 1 << 18],
             start,
         })
@@ -375,6 +460,7 @@ struct Measured {
     backplane_cpu_ns: Option<u64>,
     server_core_busy: Option<f64>,
     server_core_ns: Option<u64>,
+    server_rss_kib: Option<u64>,
     loadgen_cpu_ns: u64,
     loadgen_busy: f64,
 }
@@ -466,6 +552,7 @@ impl Window {
                 backplane_cpu_ns: None,
                 server_core_busy: None,
                 server_core_ns: None,
+                server_rss_kib: None,
                 loadgen_cpu_ns: 0,
                 loadgen_busy: 0.0,
             };
@@ -490,6 +577,7 @@ impl Window {
                 .core
                 .zip(end.core)
                 .map(|(a, b)| b.busy_ns.saturating_sub(a.busy_ns)),
+            server_rss_kib: self.server_rss(),
             loadgen_cpu_ns: end.self_ns.saturating_sub(start.self_ns),
             loadgen_busy: 1.0 - self.idle.as_secs_f64() / window.as_secs_f64().max(f64::EPSILON),
         }
@@ -519,6 +607,17 @@ impl Window {
             return None;
         }
         self.server_pids.iter().map(|&pid| pid_cpu(pid)).sum()
+    }
+
+    /// The resident set size of all servers, summed; `None` if there are none or one cannot be read.
+    fn server_rss(&self) -> Option<u64> {
+        if self.server_pids.is_empty() {
+            return None;
+        }
+        self.server_pids
+            .iter()
+            .map(|&pid| procstat::rss_kib(pid).ok())
+            .sum()
     }
 }
 

@@ -20,6 +20,22 @@ pub fn self_cpu_ns() -> io::Result<u64> {
     cpu_ns(std::process::id())
 }
 
+/// Resident set size of process `pid` (`VmRSS` in `/proc/PID/status`), in KiB.
+pub fn rss_kib(pid: u32) -> io::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_rss(&status)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS in /proc/PID/status"))
+}
+
+fn parse_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line["VmRSS:".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Time core `cpu` spent busy (user, nice, system, irq, softirq) and in total (also idle, iowait,
 /// steal) since boot, in nanoseconds.
 pub fn core_ns(cpu: usize) -> io::Result<CoreTimes> {
@@ -110,6 +126,16 @@ mod tests {
             })
         );
         assert!(core_ns(0).expect("cpu0 in /proc/stat").total_ns > 0);
+    }
+
+    #[test]
+    fn reads_the_resident_set_size() {
+        assert_eq!(
+            parse_rss("Name:\tx\nVmRSS:\t  12345 kB\nVmSwap: 0 kB\n"),
+            Some(12345)
+        );
+        assert_eq!(parse_rss("Name:\tkthreadd\n"), None);
+        assert!(rss_kib(std::process::id()).expect("readable /proc/self/status") > 0);
     }
 
     #[test]
