@@ -18,6 +18,11 @@
 //! with Verb's `cluster` example: a private `redis-server` and two nodes, all pinned to CPU 0, the
 //! subscribers spread over both nodes and the publisher on the first; then the same load on one node
 //! (still on Redis) for comparison. The load generator speaks the example's JSON chat protocol there.
+//!
+//! The `compression` suite measures permessage-deflate on a broadcast to N = 1,000 subscribers that
+//! all offer it: `plain-broadcast --compression off|shared|dedicated` (plain frames, one deflate per
+//! message, one per receiver), with `live-feed`-shaped JSON (one tick, and a batch of 16), in
+//! interleaved rounds; besides CPU it reports the bytes on the wire per delivery and the server's RSS.
 
 use std::collections::HashMap;
 use std::env;
@@ -51,12 +56,14 @@ const QUIET: f64 = 0.1;
 const NOISE: f64 = 0.05;
 
 pub(crate) const HELP: &str =
-    "  bench [--quick] [--only broadcast|echo|cluster] [--duration-s N] [--warmup-s N]
-        [--in-flight K] [--connections N,M] [--quiet-wait-s N] [--retries N]
+    "  bench [--quick] [--only broadcast|echo|cluster|compression] [--duration-s N] [--warmup-s N]
+        [--in-flight K] [--connections N,M] [--quiet-wait-s N] [--retries N] [--rounds N]
         fan-out (1 publisher, 1,000 and 10,000 subscribers) and echo benchmarks of Verb against
         axum peers, servers pinned to CPU 0 and the load generator to CPU 1; results in
         target/bench/results.md; the cluster suite (cross-node fan-out through Redis, two
-        `cluster` nodes against one) needs redis-server and is skipped without it";
+        `cluster` nodes against one) needs redis-server and is skipped without it; the
+        compression suite (permessage-deflate: none, once per message, once per receiver) runs
+        --rounds interleaved rounds (default 3, --quick 1)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Suite {
@@ -64,6 +71,8 @@ enum Suite {
     Echo,
     /// Cross-node fan-out through Redis (Verb's `cluster` example).
     Cluster,
+    /// permessage-deflate on a broadcast (`plain-broadcast --compression ...`).
+    Compression,
 }
 
 impl Suite {
@@ -72,6 +81,7 @@ impl Suite {
             Self::Broadcast => "broadcast",
             Self::Echo => "echo",
             Self::Cluster => "cluster",
+            Self::Compression => "compression",
         }
     }
 
@@ -81,6 +91,8 @@ impl Suite {
             (Self::Broadcast, false) => vec![1_000, 10_000],
             (Self::Echo, false) => vec![100, 1_000],
             (Self::Cluster, false) => vec![1_000],
+            // The point is a room of 1,000 compressing receivers, --quick included.
+            (Self::Compression, _) => vec![1_000],
             (_, true) => vec![100],
         }
     }
@@ -88,8 +100,34 @@ impl Suite {
     /// Messages in flight: for the publisher (broadcast) or per connection (echo).
     fn in_flight(self) -> usize {
         match self {
-            Self::Broadcast | Self::Cluster => 16,
+            Self::Broadcast | Self::Cluster | Self::Compression => 16,
             Self::Echo => 8,
+        }
+    }
+
+    /// The load generator's `--message` values each server runs with (`None`: its default).
+    fn messages(self) -> &'static [Option<&'static str>] {
+        match self {
+            Self::Compression => &[Some("feed"), Some("feed-batch")],
+            _ => &[None],
+        }
+    }
+
+    /// Rounds of runs, each running every server once, interleaved so that a slow spell of the
+    /// machine does not land on one server only.
+    fn rounds(self, opts: &Options) -> usize {
+        match self {
+            Self::Compression => opts.rounds.unwrap_or(if opts.quick { 1 } else { 3 }),
+            _ => 1,
+        }
+    }
+
+    /// The example of Verb's that the suite runs.
+    fn example(self) -> &'static str {
+        match self {
+            Self::Broadcast | Self::Compression => "plain-broadcast",
+            Self::Echo => "plain-echo",
+            Self::Cluster => "cluster",
         }
     }
 }
@@ -108,6 +146,8 @@ struct Options {
     quiet_wait: Duration,
     /// How many times a disturbed run is repeated.
     retries: usize,
+    /// Rounds of the compression suite (default 3, `--quick` 1).
+    rounds: Option<usize>,
 }
 
 impl Options {
@@ -115,13 +155,19 @@ impl Options {
         let mut opts = Options {
             quick: false,
             only: false,
-            suites: vec![Suite::Broadcast, Suite::Echo, Suite::Cluster],
+            suites: vec![
+                Suite::Broadcast,
+                Suite::Echo,
+                Suite::Cluster,
+                Suite::Compression,
+            ],
             warmup_s: 2.0,
             duration_s: 10.0,
             in_flight: None,
             sizes: None,
             quiet_wait: Duration::from_secs(300),
             retries: 2,
+            rounds: None,
         };
         let (mut warmup, mut duration) = (None, None);
         let mut it = args.iter();
@@ -139,7 +185,10 @@ impl Options {
                         "broadcast" => vec![Suite::Broadcast],
                         "echo" => vec![Suite::Echo],
                         "cluster" => vec![Suite::Cluster],
-                        other => bail!("unknown suite `{other}` (broadcast, echo, cluster)"),
+                        "compression" => vec![Suite::Compression],
+                        other => {
+                            bail!("unknown suite `{other}` (broadcast, echo, cluster, compression)")
+                        }
                     }
                 }
                 "--duration-s" => duration = Some(number(&value("--duration-s")?)?),
@@ -149,6 +198,7 @@ impl Options {
                     opts.quiet_wait = Duration::from_secs(number(&value("--quiet-wait-s")?)?)
                 }
                 "--retries" => opts.retries = number(&value("--retries")?)?,
+                "--rounds" => opts.rounds = Some(number::<usize>(&value("--rounds")?)?.max(1)),
                 "--connections" => {
                     let list = value("--connections")?;
                     opts.sizes = Some(list.split(',').map(number).collect::<Result<_>>()?);
@@ -183,6 +233,11 @@ struct Server {
     baseline: Option<&'static str>,
     /// Cluster suite: how many nodes (each a process of `binary`) share one Redis.
     nodes: usize,
+    /// Arguments after `--host` and `--port`.
+    args: &'static [&'static str],
+    /// Compression suite: what every connection's handshake must settle (`off`, `shared` or
+    /// `takeover`, as the load generator's `deflate_*` counts name them).
+    deflate: Option<&'static str>,
 }
 
 /// Every server, in the order they run (baselines first).
@@ -193,40 +248,69 @@ fn servers(verb_dir: &Path, bench_dir: &Path) -> Vec<Server> {
         binary: bench_dir.join(name),
         baseline,
         nodes: 1,
+        args: &[],
+        deflate: None,
+    };
+    let verb = |name: &'static str, suite: Suite, baseline| Server {
+        name,
+        suite,
+        binary: verb_dir.join(suite.example()),
+        baseline,
+        nodes: 1,
+        args: &[],
+        deflate: None,
+    };
+    let compression = |name, baseline, args, deflate| Server {
+        args,
+        deflate: Some(deflate),
+        ..verb(name, Suite::Compression, baseline)
     };
     vec![
         peer("axum-naive-broadcast", Suite::Broadcast, Some("naive")),
         peer("axum-broadcast", Suite::Broadcast, Some("tokio-broadcast")),
-        Server {
-            name: "verb plain-broadcast",
-            suite: Suite::Broadcast,
-            binary: verb_dir.join("plain-broadcast"),
-            baseline: None,
-            nodes: 1,
-        },
+        verb("verb plain-broadcast", Suite::Broadcast, None),
         peer("axum-echo", Suite::Echo, Some("axum")),
+        verb("verb plain-echo", Suite::Echo, None),
+        verb("verb cluster, 1 node", Suite::Cluster, Some("1 node")),
         Server {
-            name: "verb plain-echo",
-            suite: Suite::Echo,
-            binary: verb_dir.join("plain-echo"),
-            baseline: None,
-            nodes: 1,
-        },
-        Server {
-            name: "verb cluster, 1 node",
-            suite: Suite::Cluster,
-            binary: verb_dir.join("cluster"),
-            baseline: Some("1 node"),
-            nodes: 1,
-        },
-        Server {
-            name: "verb cluster, 2 nodes",
-            suite: Suite::Cluster,
-            binary: verb_dir.join("cluster"),
-            baseline: None,
             nodes: 2,
+            ..verb("verb cluster, 2 nodes", Suite::Cluster, None)
         },
+        compression(
+            NO_COMPRESSION,
+            Some("no compression"),
+            &["--compression", "off"],
+            "off",
+        ),
+        compression(
+            COMPRESS_ONCE,
+            Some("compress-once"),
+            &["--compression", "shared"],
+            "shared",
+        ),
+        compression(
+            PER_RECEIVER,
+            None,
+            &["--compression", "dedicated"],
+            "takeover",
+        ),
     ]
+}
+
+/// The compression suite's servers.
+const NO_COMPRESSION: &str = "verb, no compression";
+const COMPRESS_ONCE: &str = "verb, compress-once";
+const PER_RECEIVER: &str = "verb, compress per receiver";
+
+/// One run to make of a server.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    connections: usize,
+    in_flight: usize,
+    /// The load generator's `--message`, if not its default.
+    message: Option<&'static str>,
+    /// Which round (from 0).
+    round: usize,
 }
 
 /// What one run gave: the load generator's `RESULT` fields, or why there are none.
@@ -234,6 +318,8 @@ fn servers(verb_dir: &Path, bench_dir: &Path) -> Vec<Server> {
 struct Row {
     server: Server,
     connections: usize,
+    message: Option<&'static str>,
+    round: usize,
     result: Result<Fields, String>,
     /// Problems the harness saw (server exited early, ...).
     notes: Vec<String>,
@@ -276,14 +362,9 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     )?;
     let mut examples = vec!["build", "--release", "-p", "examples"];
     for suite in &opts.suites {
-        examples.extend([
-            "--example",
-            match suite {
-                Suite::Broadcast => "plain-broadcast",
-                Suite::Echo => "plain-echo",
-                Suite::Cluster => "cluster",
-            },
-        ]);
+        if !examples.contains(&suite.example()) {
+            examples.extend(["--example", suite.example()]);
+        }
     }
     step("build Verb's examples", cargo(&examples))?;
 
@@ -307,16 +388,38 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
             .clone()
             .unwrap_or_else(|| suite.sizes(opts.quick));
         let in_flight = opts.in_flight.unwrap_or_else(|| suite.in_flight());
+        let rounds = suite.rounds(&opts);
         for &n in &sizes {
-            for server in all.iter().filter(|s| s.suite == suite) {
-                eprintln!("\n==> {} x{n}: {}", suite.name(), server.name);
-                let row = run_one(&ctx, server, n, in_flight);
-                if let Err(err) = &row.result {
-                    eprintln!("==> {} x{n}: {}: FAILED: {err}", suite.name(), server.name);
+            for round in 0..rounds {
+                for &message in suite.messages() {
+                    for server in all.iter().filter(|s| s.suite == suite) {
+                        let case = Case {
+                            connections: n,
+                            in_flight,
+                            message,
+                            round,
+                        };
+                        let what = format!(
+                            "{} x{n}{}{}: {}",
+                            suite.name(),
+                            message.map(|m| format!(", {m}")).unwrap_or_default(),
+                            if rounds > 1 {
+                                format!(", round {} of {rounds}", round + 1)
+                            } else {
+                                String::new()
+                            },
+                            server.name
+                        );
+                        eprintln!("\n==> {what}");
+                        let row = run_one(&ctx, server, case);
+                        if let Err(err) = &row.result {
+                            eprintln!("==> {what}: FAILED: {err}");
+                        }
+                        rows.push(row);
+                        // Let the sockets of the last run wind down before the next server starts.
+                        thread::sleep(Duration::from_millis(500));
+                    }
                 }
-                rows.push(row);
-                // Let the sockets of the last run wind down before the next server starts.
-                thread::sleep(Duration::from_millis(500));
             }
         }
     }
@@ -503,16 +606,18 @@ struct Ctx<'a> {
 
 /// Runs `server` with `n` connections; a run that other processes disturbed is run again (after
 /// waiting for quiet), up to `--retries` times, and the least disturbed attempt is kept.
-fn run_one(ctx: &Ctx<'_>, server: &Server, n: usize, in_flight: usize) -> Row {
+fn run_one(ctx: &Ctx<'_>, server: &Server, case: Case) -> Row {
     let attempt = || {
         let mut row = Row {
             server: server.clone(),
-            connections: n,
+            connections: case.connections,
+            message: case.message,
+            round: case.round,
             result: Err(String::new()),
             notes: Vec::new(),
             noise: 0.0,
         };
-        row.result = measure(ctx, server, n, in_flight, &mut row).map_err(|err| format!("{err:#}"));
+        row.result = measure(ctx, server, case, &mut row).map_err(|err| format!("{err:#}"));
         row
     };
     let mut best = attempt();
@@ -537,13 +642,13 @@ fn run_one(ctx: &Ctx<'_>, server: &Server, n: usize, in_flight: usize) -> Row {
     best
 }
 
-fn measure(
-    ctx: &Ctx<'_>,
-    server: &Server,
-    n: usize,
-    in_flight: usize,
-    row: &mut Row,
-) -> Result<Fields> {
+fn measure(ctx: &Ctx<'_>, server: &Server, case: Case, row: &mut Row) -> Result<Fields> {
+    let Case {
+        connections: n,
+        in_flight,
+        message,
+        round,
+    } = case;
     let Ctx {
         opts,
         loadgen,
@@ -554,9 +659,15 @@ fn measure(
         bail!("{} does not exist", server.binary.display());
     }
     let log_name = format!(
-        "{}-{}-{n}.log",
+        "{}-{}-{n}{}{}.log",
         server.suite.name(),
-        server.name.replace(' ', "-")
+        server.name.replace([' ', ','], "-"),
+        message.map(|m| format!("-{m}")).unwrap_or_default(),
+        if round > 0 {
+            format!("-round{}", round + 1)
+        } else {
+            String::new()
+        }
     );
     let log_path = log_dir.join(log_name);
     let notes = &mut row.notes;
@@ -570,14 +681,14 @@ fn measure(
     }
     // The cluster suite: a private Redis, then the nodes on it.
     let mut redis = None;
-    let mut extra = Vec::new();
+    let mut extra: Vec<String> = server.args.iter().map(|a| (*a).to_owned()).collect();
     if server.suite == Suite::Cluster {
         let log = log_dir.join(format!("cluster-redis-{}-{n}.log", server.nodes));
         let started = Redis::start(&log, pinned)?;
-        extra = vec![
+        extra.extend([
             "--redis".to_owned(),
             format!("redis://127.0.0.1:{}", started.port),
-        ];
+        ]);
         redis = Some(started);
     }
     let mut nodes = Vec::new();
@@ -596,6 +707,7 @@ fn measure(
         .collect();
     let mode = match server.suite {
         Suite::Cluster => "chat",
+        Suite::Compression => "broadcast",
         suite => suite.name(),
     };
 
@@ -616,6 +728,12 @@ fn measure(
         "--server-pid".to_owned(),
         pids.join(","),
     ];
+    if let Some(message) = message {
+        argv.extend(["--message".to_owned(), message.to_owned()]);
+    }
+    if server.suite == Suite::Compression {
+        argv.push("--deflate".to_owned());
+    }
     if let Some(redis) = &redis {
         argv.extend([
             "--path".to_owned(),
@@ -913,6 +1031,11 @@ struct Figures {
     loadgen_busy: f64,
     /// Cluster suite: Redis's CPU (utime + stime) in cores.
     redis_cores: Option<f64>,
+    /// Compression suite: frame bytes on the wire per delivery, and as uncompressed frames.
+    wire_bytes: Option<f64>,
+    plain_bytes: Option<f64>,
+    /// The server's resident set size at the end of the window.
+    rss_mib: Option<f64>,
 }
 
 impl Figures {
@@ -932,6 +1055,9 @@ impl Figures {
             loadgen_cores: get("loadgen_cpu_ns") / 1e9 / window_s,
             loadgen_busy: get("loadgen_busy"),
             redis_cores: field(fields, "backplane_cpu_ns").map(|ns| ns / 1e9 / window_s),
+            wire_bytes: field(fields, "wire_bytes").map(|b| b / deliveries.max(1.0)),
+            plain_bytes: field(fields, "plain_bytes").map(|b| b / deliveries.max(1.0)),
+            rss_mib: field(fields, "server_rss_kib").map(|kib| kib / 1024.0),
         }
     }
 }
@@ -956,9 +1082,29 @@ fn flags(row: &Row, fig: &Figures, fields: &Fields) -> Vec<String> {
         ("timed_out", "TIMED OUT"),
         ("foreign", "unexpected frames"),
         ("ignored", "join/leave notices in the window"),
+        ("corrupt", "CORRUPT (did not inflate, or not what was sent)"),
     ] {
         if let Some(count) = field(fields, key).filter(|&c| c > 0.0) {
             flags.push(format!("{what}: {count}"));
+        }
+    }
+    if let Some(wanted) = row.server.deflate {
+        let count = |key: &str| field(fields, key).unwrap_or(0.0);
+        // The subscribers and the publisher.
+        let settled = |kind: &str| count(&format!("deflate_{kind}"));
+        if settled(wanted) != (row.connections + 1) as f64 {
+            flags.push(format!(
+                "HANDSHAKES settled off/shared/takeover {}/{}/{}, not all {wanted}",
+                settled("off"),
+                settled("shared"),
+                settled("takeover")
+            ));
+        }
+        let (compressed, deliveries) = (count("compressed"), count("deliveries"));
+        if wanted != "off" && compressed < deliveries {
+            flags.push(format!(
+                "only {compressed} of {deliveries} deliveries compressed"
+            ));
         }
     }
     flags
@@ -1024,10 +1170,22 @@ fn render_markdown(rows: &[Row], opts: &Options, pinned: bool) -> String {
                     "JSON chat messages in flight; N subscribers spread evenly over the nodes, the \
                      publisher on the first node and not a receiver; Redis and every node on CPU 0; \
                      server CPU: all nodes summed",
+                Suite::Compression =>
+                    "`live-feed` JSON messages in flight, N subscribers + the publisher, every \
+                     connection offering permessage-deflate; wire and plain B: frame bytes per \
+                     delivery as sent and as an uncompressed frame; × columns compare runs of the \
+                     same message and round",
             }
         );
-        let mut header = String::from("| server | N | deliveries/s |");
-        let mut rule = String::from("|---|---:|---:|");
+        let compression = suite == Suite::Compression;
+        let mut header = String::from("| server | N |");
+        let mut rule = String::from("|---|---:|");
+        if compression {
+            header.push_str(" message | round |");
+            rule.push_str("---|---:|");
+        }
+        header.push_str(" deliveries/s |");
+        rule.push_str("---:|");
         for b in &baselines {
             let _ = write!(header, " × {b} |");
             rule.push_str("---:|");
@@ -1040,31 +1198,31 @@ fn render_markdown(rows: &[Row], opts: &Options, pinned: bool) -> String {
             header.push_str(" Redis CPU (cores) |");
             rule.push_str("---:|");
         }
+        if compression {
+            header.push_str(" wire B | plain B | wire/plain | server RSS (MiB) |");
+            rule.push_str("---:|---:|---:|---:|");
+        }
         header.push_str(" flags |");
         rule.push_str("---|");
         let _ = writeln!(md, "{header}\n{rule}");
         for row in &suite_rows {
+            let _ = write!(md, "| {} | {} |", row.server.name, row.connections);
+            if compression {
+                let _ = write!(md, " {} | {} |", row.message.unwrap_or("-"), row.round + 1);
+            }
             let Ok(fields) = &row.result else {
                 let err = row.result.as_ref().err().map_or("", String::as_str);
                 let _ = writeln!(
                     md,
-                    "| {} | {} | FAILED: {} |",
-                    row.server.name,
-                    row.connections,
+                    " FAILED: {} |",
                     err.replace('|', "\\|").replace('\n', " ")
                 );
                 continue;
             };
             let fig = Figures::of(fields);
-            let _ = write!(
-                md,
-                "| {} | {} | {} |",
-                row.server.name,
-                row.connections,
-                fmt_rate(fig.rate)
-            );
+            let _ = write!(md, " {} |", fmt_rate(fig.rate));
             for b in &baselines {
-                let base = baseline_of(&suite_rows, b, row.connections);
+                let base = baseline_of(&suite_rows, b, row.connections, row.message, row.round);
                 let _ = write!(
                     md,
                     " {} |",
@@ -1088,21 +1246,165 @@ fn render_markdown(rows: &[Row], opts: &Options, pinned: bool) -> String {
             if suite == Suite::Cluster {
                 let _ = write!(md, " {} |", fmt_opt(fig.redis_cores, |c| format!("{c:.2}")));
             }
+            if compression {
+                let _ = write!(
+                    md,
+                    " {} | {} | {} | {} |",
+                    fmt_opt(fig.wire_bytes, |b| format!("{b:.1}")),
+                    fmt_opt(fig.plain_bytes, |b| format!("{b:.1}")),
+                    fmt_opt(wire_share(&fig), |pct| format!("{pct:.0}%")),
+                    fmt_opt(fig.rss_mib, |m| format!("{m:.0}")),
+                );
+            }
             let _ = writeln!(md, " {} |", flags(row, &fig, fields).join("; "));
         }
         md.push('\n');
         if suite == Suite::Broadcast {
             md.push_str(&broadcast_targets(&suite_rows));
         }
+        if compression {
+            md.push_str(&compression_summary(&suite_rows));
+        }
     }
     md
 }
 
-fn baseline_of(rows: &[&Row], baseline: &str, n: usize) -> Option<Figures> {
+/// The figures of the run of the server with `baseline` that matches `n`, `message` and `round`.
+fn baseline_of(
+    rows: &[&Row],
+    baseline: &str,
+    n: usize,
+    message: Option<&str>,
+    round: usize,
+) -> Option<Figures> {
     rows.iter()
-        .find(|r| r.server.baseline == Some(baseline) && r.connections == n)
+        .find(|r| {
+            r.server.baseline == Some(baseline)
+                && r.connections == n
+                && r.message == message
+                && r.round == round
+        })
         .and_then(|r| r.result.as_ref().ok())
         .map(Figures::of)
+}
+
+/// Bytes on the wire as a share of the uncompressed frames, in percent.
+fn wire_share(fig: &Figures) -> Option<f64> {
+    fig.wire_bytes
+        .zip(fig.plain_bytes)
+        .map(|(wire, plain)| 100.0 * wire / plain)
+}
+
+/// The median, `None` for no values.
+fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[mid]),
+        _ => Some((values[mid - 1] + values[mid]) / 2.0),
+    }
+}
+
+/// The successful runs of server `name` with `message`, by round.
+fn runs_of(rows: &[&Row], message: Option<&str>, name: &str) -> Vec<(usize, Figures)> {
+    rows.iter()
+        .filter(|r| r.message == message && r.server.name == name)
+        .filter_map(|r| Some((r.round, Figures::of(r.result.as_ref().ok()?))))
+        .collect()
+}
+
+/// `metric` of server `num` over that of server `den`, round by round (rounds where both ran).
+fn ratios(
+    rows: &[&Row],
+    message: Option<&str>,
+    (num, den): (&str, &str),
+    metric: fn(&Figures) -> Option<f64>,
+) -> Vec<f64> {
+    let dens = runs_of(rows, message, den);
+    runs_of(rows, message, num)
+        .iter()
+        .filter_map(|(round, fig)| {
+            let (_, base) = dens.iter().find(|(r, _)| r == round)?;
+            Some(metric(fig)? / metric(base)?)
+        })
+        .collect()
+}
+
+/// The compression suite over its rounds: medians per message and server, and the ratios it is
+/// about (CPU per delivery of compressing per receiver against once, bytes on the wire).
+fn compression_summary(rows: &[&Row]) -> String {
+    let rounds = rows.iter().map(|r| r.round + 1).max().unwrap_or(0);
+    let mut md = format!("### Compression: medians of {rounds} round(s)\n\n");
+    md.push_str(
+        "| message | server | runs | deliveries/s | server ns/delivery | core ns/delivery | \
+         × CPU of compress-once | wire B | plain B | wire/plain | server RSS (MiB) | loadgen CPU |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut messages: Vec<Option<&str>> = Vec::new();
+    for row in rows {
+        if !messages.contains(&row.message) {
+            messages.push(row.message);
+        }
+    }
+    let mut notes = String::new();
+    for &message in &messages {
+        let label = message.unwrap_or("-");
+        for name in [NO_COMPRESSION, COMPRESS_ONCE, PER_RECEIVER] {
+            let figs: Vec<Figures> = runs_of(rows, message, name)
+                .into_iter()
+                .map(|(_, fig)| fig)
+                .collect();
+            let med = |metric: fn(&Figures) -> Option<f64>| median(figs.iter().filter_map(metric));
+            let cpu_x = median(ratios(rows, message, (name, COMPRESS_ONCE), |f| {
+                f.server_ns
+            }));
+            let _ = writeln!(
+                md,
+                "| {label} | {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                figs.len(),
+                fmt_opt(med(|f| Some(f.rate)), fmt_rate),
+                fmt_opt(med(|f| f.server_ns), |ns| format!("{ns:.0}")),
+                fmt_opt(med(|f| f.core_ns), |ns| format!("{ns:.0}")),
+                fmt_opt(cpu_x, |x| format!("{x:.2}×")),
+                fmt_opt(med(|f| f.wire_bytes), |b| format!("{b:.1}")),
+                fmt_opt(med(|f| f.plain_bytes), |b| format!("{b:.1}")),
+                fmt_opt(med(wire_share), |pct| format!("{pct:.0}%")),
+                fmt_opt(med(|f| f.rss_mib), |m| format!("{m:.0}")),
+                fmt_opt(med(|f| Some(f.loadgen_cores)), |c| format!("{c:.2}")),
+            );
+        }
+        let per_round = |pair, metric: fn(&Figures) -> Option<f64>| {
+            let values = ratios(rows, message, pair, metric);
+            let each: Vec<String> = values.iter().map(|x| format!("{x:.2}")).collect();
+            format!(
+                "{}× (rounds: {})",
+                fmt_opt(median(values), |x| format!("{x:.2}")),
+                each.join(", ")
+            )
+        };
+        let share = |name| {
+            let figs = runs_of(rows, message, name);
+            fmt_opt(
+                median(figs.iter().filter_map(|(_, f)| wire_share(f))),
+                |p| format!("{p:.0}%"),
+            )
+        };
+        let _ = writeln!(
+            notes,
+            "- {label}: compress per receiver costs {} the server CPU per delivery of compress-once \
+             and delivers {} as many per second; compress-once costs {} the CPU of no compression. \
+             On the wire: compress-once {} of the plain frame bytes, compress per receiver {}.",
+            per_round((PER_RECEIVER, COMPRESS_ONCE), |f| f.server_ns),
+            per_round((PER_RECEIVER, COMPRESS_ONCE), |f| Some(f.rate)),
+            per_round((COMPRESS_ONCE, NO_COMPRESSION), |f| f.server_ns),
+            share(COMPRESS_ONCE),
+            share(PER_RECEIVER),
+        );
+    }
+    let _ = writeln!(md, "\n{notes}");
+    md
 }
 
 /// Issue 5's targets for Verb's broadcast: ≥ 3× naive and ≥ 1.5× tokio-broadcast deliveries/s, p99 no
@@ -1119,8 +1421,8 @@ fn broadcast_targets(rows: &[&Row]) -> String {
             .map(Figures::of);
         let (Some(verb), Some(naive), Some(bcast)) = (
             verb,
-            baseline_of(rows, "naive", n),
-            baseline_of(rows, "tokio-broadcast", n),
+            baseline_of(rows, "naive", n, None, 0),
+            baseline_of(rows, "tokio-broadcast", n, None, 0),
         ) else {
             let _ = writeln!(md, "- N = {n}: a run failed, nothing to compare\n");
             continue;
@@ -1202,6 +1504,14 @@ fn render_json(rows: &[Row], opts: &Options) -> String {
             json_str(row.server.name),
             row.connections
         );
+        if let Some(message) = row.message {
+            let _ = write!(
+                json,
+                ", \"message\": {}, \"round\": {}",
+                json_str(message),
+                row.round + 1
+            );
+        }
         match &row.result {
             Ok(fields) => {
                 let mut keys: Vec<&String> = fields.keys().collect();
@@ -1283,7 +1593,30 @@ mod tests {
         let default = Options::parse(&[]).expect("valid");
         assert_eq!(
             default.suites,
-            vec![Suite::Broadcast, Suite::Echo, Suite::Cluster]
+            vec![
+                Suite::Broadcast,
+                Suite::Echo,
+                Suite::Cluster,
+                Suite::Compression
+            ]
+        );
+        assert_eq!(Suite::Compression.rounds(&default), 3);
+        let args: Vec<String> = ["--quick", "--only", "compression"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let quick = Options::parse(&args).expect("valid flags");
+        assert_eq!(quick.suites, vec![Suite::Compression]);
+        assert_eq!(Suite::Compression.rounds(&quick), 1);
+        assert_eq!(Suite::Compression.sizes(true), vec![1_000]);
+        let args: Vec<String> = ["--rounds", "5"].iter().map(|s| s.to_string()).collect();
+        let five = Options::parse(&args).expect("valid flags");
+        assert_eq!(
+            (
+                Suite::Compression.rounds(&five),
+                Suite::Broadcast.rounds(&five)
+            ),
+            (5, 1)
         );
         assert!(!default.only && cluster.only);
         let args: Vec<String> = ["--quick", "--only", "broadcast", "--duration-s", "3"]
@@ -1296,6 +1629,133 @@ mod tests {
         assert_eq!((opts.warmup_s, opts.duration_s), (1.0, 3.0));
         assert!(Options::parse(&["--only".to_owned(), "nope".to_owned()]).is_err());
         assert!(Options::parse(&["--bogus".to_owned()]).is_err());
+    }
+
+    /// A compression-suite row with these figures.
+    fn row(name: &'static str, message: &'static str, round: usize, fields: &[(&str, f64)]) -> Row {
+        let server = servers(Path::new("v"), Path::new("b"))
+            .into_iter()
+            .find(|s| s.name == name)
+            .expect("a compression server");
+        Row {
+            server,
+            connections: 1000,
+            message: Some(message),
+            round,
+            result: Ok(fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.to_string()))
+                .collect()),
+            notes: Vec::new(),
+            noise: 0.0,
+        }
+    }
+
+    #[test]
+    fn summarizes_compression_rounds() {
+        let run = |name, round, rate: f64, cpu_ns: f64, wire: f64, negotiated: (&str, f64)| {
+            let deliveries = rate * 10.0;
+            row(
+                name,
+                "feed",
+                round,
+                &[
+                    ("window_s", 10.0),
+                    ("deliveries", deliveries),
+                    ("deliveries_per_s", rate),
+                    ("server_cpu_ns", cpu_ns * deliveries),
+                    ("wire_bytes", wire * deliveries),
+                    ("plain_bytes", 140.0 * deliveries),
+                    (
+                        "compressed",
+                        if negotiated.0 == "off" {
+                            0.0
+                        } else {
+                            deliveries
+                        },
+                    ),
+                    (negotiated.0, negotiated.1),
+                ],
+            )
+        };
+        let rows = [
+            run(
+                NO_COMPRESSION,
+                0,
+                1.6e6,
+                600.0,
+                140.0,
+                ("deflate_off", 1001.0),
+            ),
+            run(
+                COMPRESS_ONCE,
+                0,
+                1.4e6,
+                700.0,
+                119.0,
+                ("deflate_shared", 1001.0),
+            ),
+            run(
+                PER_RECEIVER,
+                0,
+                5e4,
+                21_000.0,
+                21.0,
+                ("deflate_takeover", 1001.0),
+            ),
+            run(
+                NO_COMPRESSION,
+                1,
+                1.5e6,
+                650.0,
+                140.0,
+                ("deflate_off", 1001.0),
+            ),
+            run(
+                COMPRESS_ONCE,
+                1,
+                1.3e6,
+                750.0,
+                119.0,
+                ("deflate_shared", 1000.0),
+            ),
+            run(
+                PER_RECEIVER,
+                1,
+                4e4,
+                22_500.0,
+                21.0,
+                ("deflate_takeover", 1001.0),
+            ),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let md = compression_summary(&refs);
+        assert!(md.contains("medians of 2 round(s)"), "{md}");
+        // 21000/700 = 30 and 22500/750 = 30.
+        assert!(
+            md.contains("costs 30.00× (rounds: 30.00, 30.00) the server CPU"),
+            "{md}"
+        );
+        assert!(
+            md.contains("compress-once 85% of the plain frame bytes"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| feed | verb, compress-once | 2 | 1.35 M | 725 |"),
+            "{md}"
+        );
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([]), None);
+
+        // A handshake that did not settle what the server was asked for is flagged.
+        let fields = rows[4].result.as_ref().expect("fields");
+        let flagged = flags(&rows[4], &Figures::of(fields), fields).join("; ");
+        assert!(
+            flagged.contains("HANDSHAKES settled off/shared/takeover 0/1000/0"),
+            "{flagged}"
+        );
+        let fields = rows[2].result.as_ref().expect("fields");
+        assert!(flags(&rows[2], &Figures::of(fields), fields).is_empty());
     }
 
     #[test]
