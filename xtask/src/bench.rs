@@ -1128,6 +1128,15 @@ fn fmt_us(us: f64) -> String {
     }
 }
 
+/// A ratio: two decimals, three for small ones.
+fn fmt_ratio(ratio: f64) -> String {
+    if ratio < 0.095 {
+        format!("{ratio:.3}×")
+    } else {
+        format!("{ratio:.2}×")
+    }
+}
+
 fn fmt_opt(value: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
     value.map_or_else(|| "-".to_owned(), fmt)
 }
@@ -1226,9 +1235,7 @@ fn render_markdown(rows: &[Row], opts: &Options, pinned: bool) -> String {
                 let _ = write!(
                     md,
                     " {} |",
-                    fmt_opt(base.map(|base| fig.rate / base.rate), |r| format!(
-                        "{r:.2}×"
-                    ))
+                    fmt_opt(base.map(|base| fig.rate / base.rate), fmt_ratio)
                 );
             }
             let _ = write!(
@@ -1367,7 +1374,7 @@ fn compression_summary(rows: &[&Row]) -> String {
                 fmt_opt(med(|f| Some(f.rate)), fmt_rate),
                 fmt_opt(med(|f| f.server_ns), |ns| format!("{ns:.0}")),
                 fmt_opt(med(|f| f.core_ns), |ns| format!("{ns:.0}")),
-                fmt_opt(cpu_x, |x| format!("{x:.2}×")),
+                fmt_opt(cpu_x, fmt_ratio),
                 fmt_opt(med(|f| f.wire_bytes), |b| format!("{b:.1}")),
                 fmt_opt(med(|f| f.plain_bytes), |b| format!("{b:.1}")),
                 fmt_opt(med(wire_share), |pct| format!("{pct:.0}%")),
@@ -1377,10 +1384,10 @@ fn compression_summary(rows: &[&Row]) -> String {
         }
         let per_round = |pair, metric: fn(&Figures) -> Option<f64>| {
             let values = ratios(rows, message, pair, metric);
-            let each: Vec<String> = values.iter().map(|x| format!("{x:.2}")).collect();
+            let each: Vec<String> = values.iter().map(|&x| fmt_ratio(x)).collect();
             format!(
-                "{}× (rounds: {})",
-                fmt_opt(median(values), |x| format!("{x:.2}")),
+                "{} (rounds: {})",
+                fmt_opt(median(values), fmt_ratio),
                 each.join(", ")
             )
         };
@@ -1733,7 +1740,7 @@ mod tests {
         assert!(md.contains("medians of 2 round(s)"), "{md}");
         // 21000/700 = 30 and 22500/750 = 30.
         assert!(
-            md.contains("costs 30.00× (rounds: 30.00, 30.00) the server CPU"),
+            md.contains("costs 30.00× (rounds: 30.00×, 30.00×) the server CPU"),
             "{md}"
         );
         assert!(

@@ -19,6 +19,9 @@ const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 const MAX_MESSAGE: usize = 1 << 20;
 /// Distinct frames remembered (a few times the messages in flight).
 const CACHED: usize = 256;
+/// Leading bytes of a frame that its fingerprint covers (a deflated message's first bytes already
+/// hold its Huffman tables and the start of its text: the sequence number, in feed messages).
+const SAMPLE: usize = 128;
 
 /// What a connection's handshake settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,17 +192,24 @@ impl<T: Copy> Inflate<T> {
     }
 }
 
-/// A quick hash of a frame's bytes (FxHash-style, eight bytes at a time).
+/// A quick hash of a frame: its length, its first [`SAMPLE`] bytes and its last eight (FxHash-style,
+/// eight bytes at a time). Frames that share it are told apart by comparing all their bytes.
 fn fingerprint(bytes: &[u8]) -> u64 {
+    let step =
+        |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    let head = &bytes[..bytes.len().min(SAMPLE)];
+    let mut chunks = head.chunks_exact(8);
     let mut hash = bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        hash = (hash.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+        hash = step(
+            hash,
+            u64::from_le_bytes(chunk.try_into().expect("eight bytes")),
+        );
     }
     let mut tail = [0u8; 8];
-    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    (hash.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(0x517c_c1b7_2722_0a95)
+    let end = &bytes[bytes.len().saturating_sub(8)..];
+    tail[..end.len()].copy_from_slice(end);
+    step(hash, u64::from_le_bytes(tail))
 }
 
 #[cfg(test)]
