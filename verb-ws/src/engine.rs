@@ -34,6 +34,9 @@ use crate::socket::{
 
 /// Smallest free space a read is offered.
 const READ_CHUNK: usize = 4096;
+/// A connection with its own compressor (server context takeover) frees it after sending nothing for
+/// this long (or half its idle timeout, if shorter).
+const COMPRESSOR_IDLE: Duration = Duration::from_secs(30);
 /// The send queue size under which reading never pauses, whatever the backpressure limit.
 const MIN_READ_PAUSE: usize = 16 * 1024;
 /// Most buffers handed to one vectored write.
@@ -98,6 +101,9 @@ struct Engine {
     close_timer: Option<CloseTimer>,
     /// permessage-deflate's inbound side, when negotiated.
     inflater: Option<Inflater>,
+    /// With server context takeover: when the connection's compressor is given back, unless more is
+    /// sent before then.
+    compressor_expiry: Option<Instant>,
 }
 
 enum Event {
@@ -139,6 +145,7 @@ pub(crate) async fn run(start: Start, req: Request) {
         abandoned: false,
         close_timer: None,
         inflater: None,
+        compressor_expiry: None,
     };
     engine.inflater = engine.ws.shared.deflate.as_ref().map(Inflater::new);
     drop(read_buf);
@@ -290,7 +297,7 @@ impl Engine {
     /// Moves queued frames to the write list and applies requests from the handle. Returns `true` when
     /// the connection is to be dropped at once.
     fn collect(&mut self) -> bool {
-        let (terminate, close) = {
+        let (terminate, close, compressed) = {
             let mut outbox = self.ws.shared.lock();
             if self.writing.is_empty() {
                 std::mem::swap(&mut self.writing, &mut outbox.frames);
@@ -300,8 +307,16 @@ impl Engine {
             if let Some(change) = outbox.close_timer.take() {
                 self.close_timer = change;
             }
-            (outbox.terminate, outbox.close.take())
+            let compressed = std::mem::take(&mut outbox.compressed);
+            (outbox.terminate, outbox.close.take(), compressed)
         };
+        if compressed {
+            let idle = self
+                .config
+                .idle_timeout
+                .map_or(COMPRESSOR_IDLE, |idle| (idle / 2).min(COMPRESSOR_IDLE));
+            self.compressor_expiry = Some(Instant::now() + idle);
+        }
         if terminate {
             self.outcome
                 .get_or_insert((CloseCode::ABNORMAL, String::new()));
@@ -695,10 +710,10 @@ impl Engine {
                     }
                 });
                 let timer = self.close_timer.as_ref().map(|timer| timer.at);
-                match (idle, timer) {
-                    (Some(idle), Some(timer)) => Some(idle.min(timer)),
-                    (idle, timer) => idle.or(timer),
-                }
+                [idle, timer, self.compressor_expiry]
+                    .into_iter()
+                    .flatten()
+                    .min()
             }
         }
     }
@@ -715,6 +730,13 @@ impl Engine {
                 self.abandon();
             }
             Phase::Open => {
+                if self.compressor_expiry.is_some_and(|at| now >= at) {
+                    // Nothing sent for a while: give the compressor back; the next message starts a
+                    // fresh one, which the peer's decompressor accepts (RFC 7692 §7.1.1: context
+                    // takeover is allowed, never required).
+                    self.compressor_expiry = None;
+                    self.ws.shared.lock().compressor = None;
+                }
                 if self
                     .close_timer
                     .as_ref()
@@ -736,8 +758,6 @@ impl Engine {
                 } else if !self.ping_sent && now >= self.last_read + idle / 2 {
                     self.ping_sent = true;
                     self.push_control(control_frame(OP_PING, b""));
-                    // A quiet connection gives its compressor back; the next message starts afresh.
-                    self.ws.shared.lock().compressor = None;
                 }
             }
             _ => {}

@@ -79,7 +79,8 @@ pub struct PreparedMessage {
     opcode: u8,
     payload: Bytes,
     /// Compressed frames by server window bits (9..=15), made on first need; `None` inside when
-    /// deflate did not make the message smaller.
+    /// deflate did not make the message smaller. The first receiver's compression level makes the
+    /// frame: endpoints with different levels that share a room share it too.
     deflated: Arc<[OnceLock<Option<Bytes>>; 7]>,
 }
 
@@ -248,6 +249,8 @@ pub(crate) struct Outbox {
     pub(crate) close_timer: Option<Option<CloseTimer>>,
     /// The connection's own compressor (server context takeover), while it has one.
     pub(crate) compressor: Option<Box<Compressor>>,
+    /// The compressor was used since the engine last looked (it frees an unused one).
+    pub(crate) compressed: bool,
 }
 
 /// A close the engine performs at a deadline unless cancelled ([`WebSocket::close_after`]).
@@ -471,6 +474,7 @@ impl WebSocket {
     /// compression is the order on the wire (the peer's decompressor depends on it).
     fn send_dedicated(&self, deflate: Deflate, opcode: u8, payload: Bytes) -> SendStatus {
         self.shared.enqueue(move |outbox| {
+            outbox.compressed = true;
             let compressor = outbox
                 .compressor
                 .get_or_insert_with(|| Compressor::new(&deflate));

@@ -486,3 +486,46 @@ async fn a_broadcast_reaches_each_receiver_in_its_own_framing() {
     }
     assert_eq!(read_frame(&mut plain).await, (0x81, text.into_bytes()));
 }
+
+/// A connection's own compressor is given back after half the idle timeout without sending, and a
+/// streaming connection keeps it: the next message after a quiet spell starts a fresh context.
+#[tokio::test]
+async fn an_idle_connection_gives_its_compressor_back() {
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .idle_timeout(Duration::from_secs(2))
+            .compression_with(Compression::new().server_context_takeover(true))
+            .message(|ws: &WebSocket, msg: Message| {
+                ws.send(msg);
+            }),
+    );
+    let server = TestServer::start(app).await;
+    let (mut stream, _) = handshake(server.addr(), "/ws", Some("permessage-deflate")).await;
+    let text = json_of_size(3000);
+    let mut echo = async |stream: &mut TcpStream| {
+        stream
+            .write_all(&frame(0x81, text.as_bytes()))
+            .await
+            .unwrap();
+        loop {
+            let (first, payload) = read_frame(stream).await;
+            if first == 0x89 {
+                continue; // the idle timeout's ping
+            }
+            assert_eq!(first, 0x80 | RSV1 | 0x1);
+            return payload.len();
+        }
+    };
+    let fresh = echo(&mut stream).await;
+    let warm = echo(&mut stream).await;
+    assert!(
+        warm < fresh / 4,
+        "the context is kept while sending: {fresh} then {warm}"
+    );
+    // Over half the idle timeout without a message sent.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let after = echo(&mut stream).await;
+    assert_eq!(after, fresh, "a fresh compressor after a quiet spell");
+}
