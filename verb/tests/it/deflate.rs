@@ -504,7 +504,7 @@ async fn an_idle_connection_gives_its_compressor_back() {
     let server = TestServer::start(app).await;
     let (mut stream, _) = handshake(server.addr(), "/ws", Some("permessage-deflate")).await;
     let text = json_of_size(3000);
-    let mut echo = async |stream: &mut TcpStream| {
+    let echo = async |stream: &mut TcpStream| {
         stream
             .write_all(&frame(0x81, text.as_bytes()))
             .await
