@@ -1,8 +1,9 @@
 //! What every benchmark peer shares: its command line, its ready line and its lifetime.
 //!
-//! Each peer is an axum 0.8 application served by `axum::serve` on a tokio multi-thread runtime, as
-//! axum's documentation does it. Like Verb's server, the peers turn Nagle's algorithm off on every
-//! accepted socket, so that both sides write small WebSocket frames the same way.
+//! The axum peers are axum 0.8 applications served by [`serve`] (`axum::serve`) on a tokio
+//! multi-thread runtime, as axum's documentation does it; the fastwebsockets peers are served by
+//! [`crate::fws::serve`]. Like Verb's server, every peer turns Nagle's algorithm off on every accepted
+//! socket, so that all of them write small WebSocket frames the same way.
 
 use std::io::Write;
 
@@ -24,26 +25,31 @@ pub struct PeerArgs {
 
 /// Binds, prints `listening on http://ADDR` to stdout, and serves `app` until SIGTERM or Ctrl-C.
 pub async fn serve(args: &PeerArgs, app: Router) -> anyhow::Result<()> {
-    let listener = TcpListener::bind((args.host.as_str(), args.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-    let addr = listener.local_addr().context("no local address")?;
-    let listener = listener.tap_io(|tcp| {
+    let listener = listen(args).await?.tap_io(|tcp| {
         // Failing to set an option on one socket is not worth dropping the connection for.
         let _ = tcp.set_nodelay(true);
     });
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on http://{addr}").context("cannot write to stdout")?;
-    stdout.flush().context("cannot flush stdout")?;
-    drop(stdout);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")
 }
 
+/// Binds to `--host`/`--port` and prints `listening on http://ADDR` (the address bound) to stdout,
+/// the line the harness waits for.
+pub async fn listen(args: &PeerArgs) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr().context("no local address")?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on http://{addr}").context("cannot write to stdout")?;
+    stdout.flush().context("cannot flush stdout")?;
+    Ok(listener)
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

@@ -25,7 +25,6 @@
 //! interleaved rounds; besides CPU it reports the bytes on the wire per delivery and the server's RSS.
 
 use std::collections::HashMap;
-use std::env;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write as _};
@@ -69,72 +68,137 @@ pub(crate) const HELP: &str =
 enum Suite {
     Broadcast,
     Echo,
+    /// Idle WebSockets held open against the echo servers: server memory per connection.
+    Idle,
+    /// `GET /` requests per second over keep-alive HTTP/1.1.
+    Http,
     /// Cross-node fan-out through Redis (Verb's `cluster` example).
     Cluster,
     /// permessage-deflate on a broadcast (`plain-broadcast --compression ...`).
     Compression,
 }
 
+/// How big a run: the full benchmark, `--quick`, or `--smoke` (every server briefly, for CI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Size {
+    Full,
+    Quick,
+    Smoke,
+}
+
+/// What one run of a server is asked to carry (one row of a table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Scenario {
+    /// Subscribers (broadcast), connections (echo, idle, HTTP).
+    connections: usize,
+    /// Messages in flight: for the publisher (broadcast) or per connection (echo, HTTP).
+    in_flight: usize,
+    /// Payload bytes of the load generator's binary messages.
+    payload: usize,
+    /// The load generator's `--message`, if not its default.
+    message: Option<&'static str>,
+}
+
 impl Suite {
+    const ALL: [Suite; 6] = [
+        Self::Broadcast,
+        Self::Echo,
+        Self::Idle,
+        Self::Http,
+        Self::Cluster,
+        Self::Compression,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Self::Broadcast => "broadcast",
             Self::Echo => "echo",
+            Self::Idle => "idle",
+            Self::Http => "http",
             Self::Cluster => "cluster",
             Self::Compression => "compression",
         }
     }
 
-    /// The connection counts of a full run and of `--quick`.
-    fn sizes(self, quick: bool) -> Vec<usize> {
-        match (self, quick) {
-            (Self::Broadcast, false) => vec![1_000, 10_000],
-            (Self::Echo, false) => vec![100, 1_000],
-            (Self::Cluster, false) => vec![1_000],
+    /// The runs of each server, before `--connections` and `--in-flight` override theirs.
+    fn scenarios(self, size: Size) -> Vec<Scenario> {
+        let at = |connections, in_flight, payload| Scenario {
+            connections,
+            in_flight,
+            payload,
+            message: None,
+        };
+        let full = size == Size::Full;
+        match self {
+            Self::Broadcast if full => vec![at(1_000, 16, 64), at(10_000, 16, 64)],
+            Self::Broadcast => vec![at(100, 16, 64)],
+            // Issue 9's two echo loads: many small messages, and a few large ones.
+            Self::Echo => vec![at(100, 16, 64), at(10, 4, 16 * 1024)],
+            Self::Idle => vec![at(
+                match size {
+                    Size::Full => 10_000,
+                    Size::Quick => 1_000,
+                    Size::Smoke => 100,
+                },
+                1,
+                64,
+            )],
+            Self::Http => vec![at(if size == Size::Smoke { 10 } else { 100 }, 1, 64)],
+            Self::Cluster => vec![at(if full { 1_000 } else { 100 }, 16, 64)],
             // The point is a room of 1,000 compressing receivers, --quick included.
-            (Self::Compression, _) => vec![1_000],
-            (_, true) => vec![100],
-        }
-    }
-
-    /// Messages in flight: for the publisher (broadcast) or per connection (echo).
-    fn in_flight(self) -> usize {
-        match self {
-            Self::Broadcast | Self::Cluster | Self::Compression => 16,
-            Self::Echo => 8,
-        }
-    }
-
-    /// The load generator's `--message` values each server runs with (`None`: its default).
-    fn messages(self) -> &'static [Option<&'static str>] {
-        match self {
-            Self::Compression => &[Some("feed"), Some("feed-batch")],
-            _ => &[None],
+            Self::Compression => ["feed", "feed-batch"]
+                .into_iter()
+                .map(|message| Scenario {
+                    message: Some(message),
+                    ..at(if size == Size::Smoke { 100 } else { 1_000 }, 16, 64)
+                })
+                .collect(),
         }
     }
 
     /// Rounds of runs, each running every server once, interleaved so that a slow spell of the
-    /// machine does not land on one server only.
-    fn rounds(self, opts: &Options) -> usize {
-        match self {
-            Self::Compression => opts.rounds.unwrap_or(if opts.quick { 1 } else { 3 }),
-            _ => 1,
-        }
+    /// machine does not land on one server only (default 3; 1 with `--quick` or `--smoke`).
+    fn rounds(opts: &Options) -> usize {
+        opts.rounds
+            .unwrap_or(if opts.size == Size::Full { 3 } else { 1 })
     }
 
     /// The example of Verb's that the suite runs.
     fn example(self) -> &'static str {
         match self {
             Self::Broadcast | Self::Compression => "plain-broadcast",
-            Self::Echo => "plain-echo",
+            Self::Echo | Self::Idle => "plain-echo",
+            Self::Http => "http",
             Self::Cluster => "cluster",
+        }
+    }
+
+    /// The load generator's `--mode`.
+    fn mode(self) -> &'static str {
+        match self {
+            Self::Broadcast | Self::Compression => "broadcast",
+            Self::Echo => "echo",
+            Self::Idle => "idle",
+            Self::Http => "http",
+            Self::Cluster => "chat",
+        }
+    }
+
+    /// The server every other is compared with in the suite's summary (× columns).
+    fn reference(self) -> &'static str {
+        match self {
+            Self::Broadcast => "verb plain-broadcast",
+            Self::Echo | Self::Idle => "verb plain-echo",
+            Self::Http => "verb http",
+            Self::Cluster => "verb cluster, 1 node",
+            Self::Compression => COMPRESS_ONCE,
         }
     }
 }
 
 #[derive(Debug, Clone)]
 struct Options {
-    quick: bool,
+    size: Size,
     /// Whether `--only` chose the suites (else the cluster suite is skipped without `redis-server`).
     only: bool,
     suites: Vec<Suite>,
@@ -142,34 +206,29 @@ struct Options {
     duration_s: f64,
     in_flight: Option<usize>,
     sizes: Option<Vec<usize>>,
-    /// How long to wait for other processes to go quiet before each run.
-    quiet_wait: Duration,
+    /// How long to wait for other processes to go quiet before each run (`None`: do not look).
+    quiet_wait: Option<Duration>,
     /// How many times a disturbed run is repeated.
     retries: usize,
-    /// Rounds of the compression suite (default 3, `--quick` 1).
+    /// Rounds of every suite (default 3, `--quick` and `--smoke` 1).
     rounds: Option<usize>,
 }
 
 impl Options {
     fn parse(args: &[String]) -> Result<Self> {
         let mut opts = Options {
-            quick: false,
+            size: Size::Full,
             only: false,
-            suites: vec![
-                Suite::Broadcast,
-                Suite::Echo,
-                Suite::Cluster,
-                Suite::Compression,
-            ],
+            suites: Suite::ALL.to_vec(),
             warmup_s: 2.0,
             duration_s: 10.0,
             in_flight: None,
             sizes: None,
-            quiet_wait: Duration::from_secs(300),
+            quiet_wait: Some(Duration::from_secs(300)),
             retries: 2,
             rounds: None,
         };
-        let (mut warmup, mut duration) = (None, None);
+        let (mut warmup, mut duration, mut quiet_wait, mut retries) = (None, None, None, None);
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut value = |name: &str| {
@@ -178,26 +237,31 @@ impl Options {
                     .with_context(|| format!("{name} needs a value"))
             };
             match arg.as_str() {
-                "--quick" => opts.quick = true,
+                "--quick" => opts.size = Size::Quick,
+                "--smoke" => opts.size = Size::Smoke,
                 "--only" => {
                     opts.only = true;
-                    opts.suites = match value("--only")?.as_str() {
-                        "broadcast" => vec![Suite::Broadcast],
-                        "echo" => vec![Suite::Echo],
-                        "cluster" => vec![Suite::Cluster],
-                        "compression" => vec![Suite::Compression],
-                        other => {
-                            bail!("unknown suite `{other}` (broadcast, echo, cluster, compression)")
-                        }
-                    }
+                    opts.suites = value("--only")?
+                        .split(',')
+                        .map(|name| {
+                            Suite::ALL
+                                .into_iter()
+                                .find(|suite| suite.name() == name.trim())
+                                .with_context(|| {
+                                    let names: Vec<&str> =
+                                        Suite::ALL.iter().map(|s| s.name()).collect();
+                                    format!("unknown suite `{name}` ({})", names.join(", "))
+                                })
+                        })
+                        .collect::<Result<_>>()?;
                 }
                 "--duration-s" => duration = Some(number(&value("--duration-s")?)?),
                 "--warmup-s" => warmup = Some(number(&value("--warmup-s")?)?),
                 "--in-flight" => opts.in_flight = Some(number(&value("--in-flight")?)?),
                 "--quiet-wait-s" => {
-                    opts.quiet_wait = Duration::from_secs(number(&value("--quiet-wait-s")?)?)
+                    quiet_wait = Some(Duration::from_secs(number(&value("--quiet-wait-s")?)?))
                 }
-                "--retries" => opts.retries = number(&value("--retries")?)?,
+                "--retries" => retries = Some(number(&value("--retries")?)?),
                 "--rounds" => opts.rounds = Some(number::<usize>(&value("--rounds")?)?.max(1)),
                 "--connections" => {
                     let list = value("--connections")?;
@@ -206,13 +270,49 @@ impl Options {
                 other => bail!("unknown flag `{other}`\n\nusage: cargo xtask bench ...\n{HELP}"),
             }
         }
-        if opts.quick {
-            opts.warmup_s = 1.0;
-            opts.duration_s = 2.0;
+        match opts.size {
+            Size::Full => {}
+            Size::Quick => (opts.warmup_s, opts.duration_s) = (1.0, 2.0),
+            // Every server once, briefly, on a machine that runs nothing else (CI): no waiting.
+            Size::Smoke => {
+                (opts.warmup_s, opts.duration_s) = (0.3, 0.7);
+                (opts.quiet_wait, opts.retries) = (None, 0);
+            }
         }
         opts.warmup_s = warmup.unwrap_or(opts.warmup_s);
         opts.duration_s = duration.unwrap_or(opts.duration_s);
+        opts.quiet_wait = quiet_wait.or(opts.quiet_wait);
+        opts.retries = retries.unwrap_or(opts.retries);
         Ok(opts)
+    }
+
+    /// The cargo profile everything is built with: `--smoke` only checks that every server serves,
+    /// so it saves the optimizing builds.
+    fn profile(&self) -> (&'static str, &'static str) {
+        match self.size {
+            Size::Smoke => ("dev", "debug"),
+            _ => ("release", "release"),
+        }
+    }
+
+    /// The scenarios of `suite` this invocation runs: its own, with `--connections` and
+    /// `--in-flight` applied.
+    fn scenarios(&self, suite: Suite) -> Vec<Scenario> {
+        let mut out: Vec<Scenario> = Vec::new();
+        for base in suite.scenarios(self.size) {
+            let sizes = self.sizes.clone().unwrap_or_else(|| vec![base.connections]);
+            for connections in sizes {
+                let scenario = Scenario {
+                    connections,
+                    in_flight: self.in_flight.unwrap_or(base.in_flight),
+                    ..base
+                };
+                if !out.contains(&scenario) {
+                    out.push(scenario);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -229,6 +329,8 @@ struct Server {
     name: &'static str,
     suite: Suite,
     binary: PathBuf,
+    /// A script the binary runs (Bun's servers), given before the flags.
+    script: Option<PathBuf>,
     /// Baselines are what the other rows are compared with.
     baseline: Option<&'static str>,
     /// Cluster suite: how many nodes (each a process of `binary`) share one Redis.
@@ -240,37 +342,60 @@ struct Server {
     deflate: Option<&'static str>,
 }
 
-/// Every server, in the order they run (baselines first).
-fn servers(verb_dir: &Path, bench_dir: &Path) -> Vec<Server> {
+/// The Bun release the Bun peers run, pinned in `bench/bun/package.json` and its lockfile.
+const BUN_VERSION: &str = "1.4.5";
+
+/// Where `npm ci --prefix bench/bun` puts the Bun binary.
+fn bun_binary(bun_dir: &Path) -> PathBuf {
+    bun_dir.join("node_modules/@oven/bun-linux-x64/bin/bun")
+}
+
+/// Every server, in the order they run (baselines first). The idle suite holds connections open
+/// against the echo servers.
+fn servers(verb_dir: &Path, bench_dir: &Path, bun_dir: &Path) -> Vec<Server> {
     let peer = |name: &'static str, suite, baseline| Server {
         name,
         suite,
         binary: bench_dir.join(name),
+        script: None,
         baseline,
         nodes: 1,
         args: &[],
         deflate: None,
     };
+    let bun = |name: &'static str, suite, script: &str| Server {
+        binary: bun_binary(bun_dir),
+        script: Some(bun_dir.join(script)),
+        ..peer(name, suite, None)
+    };
     let verb = |name: &'static str, suite: Suite, baseline| Server {
-        name,
-        suite,
         binary: verb_dir.join(suite.example()),
-        baseline,
-        nodes: 1,
-        args: &[],
-        deflate: None,
+        ..peer(name, suite, baseline)
     };
     let compression = |name, baseline, args, deflate| Server {
         args,
         deflate: Some(deflate),
         ..verb(name, Suite::Compression, baseline)
     };
-    vec![
+    let mut all = vec![
         peer("axum-naive-broadcast", Suite::Broadcast, Some("naive")),
         peer("axum-broadcast", Suite::Broadcast, Some("tokio-broadcast")),
+        peer("fastwebsockets-broadcast", Suite::Broadcast, None),
+        bun("bun broadcast", Suite::Broadcast, "broadcast.ts"),
         verb("verb plain-broadcast", Suite::Broadcast, None),
-        peer("axum-echo", Suite::Echo, Some("axum")),
-        verb("verb plain-echo", Suite::Echo, None),
+    ];
+    for suite in [Suite::Echo, Suite::Idle] {
+        all.extend([
+            peer("axum-echo", suite, Some("axum")),
+            peer("fastwebsockets-echo", suite, None),
+            bun("bun echo", suite, "echo.ts"),
+            verb("verb plain-echo", suite, None),
+        ]);
+    }
+    all.extend([
+        peer("axum-hello", Suite::Http, Some("axum")),
+        bun("bun http", Suite::Http, "http.ts"),
+        verb("verb http", Suite::Http, None),
         verb("verb cluster, 1 node", Suite::Cluster, Some("1 node")),
         Server {
             nodes: 2,
@@ -294,7 +419,8 @@ fn servers(verb_dir: &Path, bench_dir: &Path) -> Vec<Server> {
             &["--compression", "dedicated"],
             "takeover",
         ),
-    ]
+    ]);
+    all
 }
 
 /// The compression suite's servers.
@@ -305,10 +431,7 @@ const PER_RECEIVER: &str = "verb, compress per receiver";
 /// One run to make of a server.
 #[derive(Debug, Clone, Copy)]
 struct Case {
-    connections: usize,
-    in_flight: usize,
-    /// The load generator's `--message`, if not its default.
-    message: Option<&'static str>,
+    scenario: Scenario,
     /// Which round (from 0).
     round: usize,
 }
@@ -317,8 +440,7 @@ struct Case {
 #[derive(Debug, Clone)]
 struct Row {
     server: Server,
-    connections: usize,
-    message: Option<&'static str>,
+    scenario: Scenario,
     round: usize,
     result: Result<Fields, String>,
     /// Problems the harness saw (server exited early, ...).
@@ -339,20 +461,23 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     let started = Instant::now();
 
     check_tools(&mut opts)?;
-    let target = env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = crate::target_dir();
     let bench_target = root.join("bench").join("target");
-    let out_dir = target.join("bench");
+    let out_dir = match opts.size {
+        Size::Smoke => target.join("bench").join("smoke"),
+        _ => target.join("bench"),
+    };
     let log_dir = out_dir.join("logs");
     fs::create_dir_all(&log_dir).with_context(|| format!("cannot create {}", log_dir.display()))?;
 
+    let (profile, profile_dir) = opts.profile();
     let bench_target_arg = bench_target.to_string_lossy().into_owned();
     step(
         "build bench/",
         cargo(&[
             "build",
-            "--release",
+            "--profile",
+            profile,
             "--locked",
             "--manifest-path",
             "bench/Cargo.toml",
@@ -360,7 +485,7 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
             &bench_target_arg,
         ]),
     )?;
-    let mut examples = vec!["build", "--release", "-p", "examples"];
+    let mut examples = vec!["build", "--profile", profile, "-p", "examples"];
     for suite in &opts.suites {
         if !examples.contains(&suite.example()) {
             examples.extend(["--example", suite.example()]);
@@ -368,11 +493,19 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     }
     step("build Verb's examples", cargo(&examples))?;
 
-    let all = servers(
-        &target.join("release").join("examples"),
-        &bench_target.join("release"),
+    let bun_dir = root.join("bench").join("bun");
+    let mut all = servers(
+        &target.join(profile_dir).join("examples"),
+        &bench_target.join(profile_dir),
+        &bun_dir,
     );
-    let loadgen = bench_target.join("release").join("bench-load");
+    let wants_bun = all
+        .iter()
+        .any(|s| s.script.is_some() && opts.suites.contains(&s.suite));
+    if wants_bun && !ensure_bun(&bun_dir) {
+        all.retain(|server| server.script.is_none());
+    }
+    let loadgen = bench_target.join(profile_dir).join("bench-load");
     let pinned = pinning()?;
 
     let ctx = Ctx {
@@ -381,44 +514,35 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
         log_dir: &log_dir,
         pinned,
     };
+    let rounds = Suite::rounds(&opts);
     let mut rows = Vec::new();
     for &suite in &opts.suites {
-        let sizes = opts
-            .sizes
-            .clone()
-            .unwrap_or_else(|| suite.sizes(opts.quick));
-        let in_flight = opts.in_flight.unwrap_or_else(|| suite.in_flight());
-        let rounds = suite.rounds(&opts);
-        for &n in &sizes {
+        for scenario in opts.scenarios(suite) {
             for round in 0..rounds {
-                for &message in suite.messages() {
-                    for server in all.iter().filter(|s| s.suite == suite) {
-                        let case = Case {
-                            connections: n,
-                            in_flight,
-                            message,
-                            round,
-                        };
-                        let what = format!(
-                            "{} x{n}{}{}: {}",
-                            suite.name(),
-                            message.map(|m| format!(", {m}")).unwrap_or_default(),
-                            if rounds > 1 {
-                                format!(", round {} of {rounds}", round + 1)
-                            } else {
-                                String::new()
-                            },
-                            server.name
-                        );
-                        eprintln!("\n==> {what}");
-                        let row = run_one(&ctx, server, case);
-                        if let Err(err) = &row.result {
-                            eprintln!("==> {what}: FAILED: {err}");
-                        }
-                        rows.push(row);
-                        // Let the sockets of the last run wind down before the next server starts.
-                        thread::sleep(Duration::from_millis(500));
+                for server in all.iter().filter(|s| s.suite == suite) {
+                    let what = format!(
+                        "{} {}{}: {}",
+                        suite.name(),
+                        describe(scenario),
+                        if rounds > 1 {
+                            format!(", round {} of {rounds}", round + 1)
+                        } else {
+                            String::new()
+                        },
+                        server.name
+                    );
+                    eprintln!("\n==> {what}");
+                    let row = run_one(&ctx, server, Case { scenario, round });
+                    if let Err(err) = &row.result {
+                        eprintln!("==> {what}: FAILED: {err}");
                     }
+                    rows.push(row);
+                    // Let the sockets of the last run wind down before the next server starts.
+                    thread::sleep(Duration::from_millis(if opts.size == Size::Smoke {
+                        100
+                    } else {
+                        500
+                    }));
                 }
             }
         }
@@ -442,13 +566,109 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
 
     let failed: Vec<String> = rows
         .iter()
-        .filter(|row| row.result.is_err())
-        .map(|row| format!("{} x{}", row.server.name, row.connections))
+        .filter_map(|row| {
+            let problem = match &row.result {
+                Err(_) => Some("failed".to_owned()),
+                // A smoke run asks nothing more of a server than that it served.
+                Ok(fields) if opts.size == Size::Smoke => smoke_problem(row, fields),
+                Ok(_) => None,
+            }?;
+            Some(format!(
+                "{} ({} {}): {problem}",
+                row.server.name,
+                row.server.suite.name(),
+                describe(row.scenario)
+            ))
+        })
         .collect();
     if !failed.is_empty() {
-        bail!("{} run(s) failed: {}", failed.len(), failed.join(", "));
+        bail!("{} run(s) failed:\n  {}", failed.len(), failed.join("\n  "));
     }
     Ok(())
+}
+
+/// `N×K×B` (and the message) of a scenario, for progress lines and errors.
+fn describe(scenario: Scenario) -> String {
+    let Scenario {
+        connections,
+        in_flight,
+        payload,
+        message,
+    } = scenario;
+    match message {
+        Some(message) => format!("x{connections}, {message}"),
+        None => format!("x{connections} K={in_flight} {payload} B"),
+    }
+}
+
+/// Why a smoke run does not show that its server served: connections refused or closed, or nothing
+/// delivered (idle: not every connection echoed).
+fn smoke_problem(row: &Row, fields: &Fields) -> Option<String> {
+    let count = |key: &str| field(fields, key).unwrap_or(0.0);
+    let wanted = match row.server.suite {
+        Suite::Idle => row.scenario.connections as f64,
+        _ => 1.0,
+    };
+    if count("failed") > 0.0 || count("closed") > 0.0 {
+        Some(format!(
+            "{} connections failed, {} closed",
+            count("failed"),
+            count("closed")
+        ))
+    } else if count("deliveries") < wanted {
+        Some(format!(
+            "{} deliveries (wanted at least {wanted})",
+            count("deliveries")
+        ))
+    } else {
+        None
+    }
+}
+
+/// Makes sure the pinned Bun is in `bench/bun/node_modules` (`npm ci` when it is not); `false`, with
+/// a warning, when it cannot be had, and the Bun peers are left out.
+fn ensure_bun(bun_dir: &Path) -> bool {
+    let binary = bun_binary(bun_dir);
+    let version = || {
+        Command::new(&binary)
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    if version().as_deref() == Some(BUN_VERSION) {
+        return true;
+    }
+    let npm = Command::new("npm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !npm {
+        eprintln!(
+            "\n!!! `npm` not found: the Bun peers are SKIPPED (install Node.js and npm, e.g. \
+             apt-get install npm, for `cargo xtask bench` to fetch Bun {BUN_VERSION})\n"
+        );
+        return false;
+    }
+    let mut install = Command::new("npm");
+    install
+        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+        .arg(bun_dir);
+    if let Err(err) = step(&format!("install Bun {BUN_VERSION} (npm ci)"), install) {
+        eprintln!("\n!!! {err:#}: the Bun peers are SKIPPED\n");
+        return false;
+    }
+    match version() {
+        Some(v) if v == BUN_VERSION => true,
+        other => {
+            eprintln!(
+                "\n!!! {} reports version {other:?}, not {BUN_VERSION}: the Bun peers are SKIPPED\n",
+                binary.display()
+            );
+            false
+        }
+    }
 }
 
 /// `taskset` and `/proc` are what the measurements stand on (and `redis-server` the cluster suite).
@@ -610,8 +830,7 @@ fn run_one(ctx: &Ctx<'_>, server: &Server, case: Case) -> Row {
     let attempt = || {
         let mut row = Row {
             server: server.clone(),
-            connections: case.connections,
-            message: case.message,
+            scenario: case.scenario,
             round: case.round,
             result: Err(String::new()),
             notes: Vec::new(),
@@ -643,12 +862,13 @@ fn run_one(ctx: &Ctx<'_>, server: &Server, case: Case) -> Row {
 }
 
 fn measure(ctx: &Ctx<'_>, server: &Server, case: Case, row: &mut Row) -> Result<Fields> {
-    let Case {
+    let Case { scenario, round } = case;
+    let Scenario {
         connections: n,
         in_flight,
+        payload,
         message,
-        round,
-    } = case;
+    } = scenario;
     let Ctx {
         opts,
         loadgen,
@@ -659,7 +879,7 @@ fn measure(ctx: &Ctx<'_>, server: &Server, case: Case, row: &mut Row) -> Result<
         bail!("{} does not exist", server.binary.display());
     }
     let log_name = format!(
-        "{}-{}-{n}{}{}.log",
+        "{}-{}-{n}-k{in_flight}-{payload}b{}{}.log",
         server.suite.name(),
         server.name.replace([' ', ','], "-"),
         message.map(|m| format!("-{m}")).unwrap_or_default(),
@@ -671,7 +891,7 @@ fn measure(ctx: &Ctx<'_>, server: &Server, case: Case, row: &mut Row) -> Result<
     );
     let log_path = log_dir.join(log_name);
     let notes = &mut row.notes;
-    let before = wait_for_quiet(opts.quiet_wait);
+    let before = opts.quiet_wait.map_or(0.0, wait_for_quiet);
     // A wait that ended quiet says nothing about the run; one that timed out does.
     row.noise = if before >= QUIET { before } else { 0.0 };
     if before >= QUIET {
@@ -705,22 +925,18 @@ fn measure(ctx: &Ctx<'_>, server: &Server, case: Case, row: &mut Row) -> Result<
         .iter()
         .map(|node| node.child.id().to_string())
         .collect();
-    let mode = match server.suite {
-        Suite::Cluster => "chat",
-        Suite::Compression => "broadcast",
-        suite => suite.name(),
-    };
-
     let mut argv = vec![
         loadgen.to_string_lossy().into_owned(),
         "--addr".to_owned(),
         addrs.join(","),
         "--mode".to_owned(),
-        mode.to_owned(),
+        server.suite.mode().to_owned(),
         "--connections".to_owned(),
         n.to_string(),
         "--in-flight".to_owned(),
         in_flight.to_string(),
+        "--payload".to_owned(),
+        payload.to_string(),
         "--warmup-s".to_owned(),
         opts.warmup_s.to_string(),
         "--duration-s".to_owned(),
@@ -805,13 +1021,19 @@ struct RunningServer {
 impl RunningServer {
     /// Starts `server` with `extra` arguments after the address ones.
     fn start(server: &Server, extra: &[String], log_path: &Path, pinned: bool) -> Result<Self> {
-        let mut argv = vec![
-            server.binary.to_string_lossy().into_owned(),
+        let mut argv = vec![server.binary.to_string_lossy().into_owned()];
+        argv.extend(
+            server
+                .script
+                .iter()
+                .map(|script| script.to_string_lossy().into_owned()),
+        );
+        argv.extend([
             "--host".to_owned(),
             "127.0.0.1".to_owned(),
             "--port".to_owned(),
             "0".to_owned(),
-        ];
+        ]);
         argv.extend_from_slice(extra);
         let mut child = launch(&argv, SERVER_CPU, pinned)
             .stdin(Stdio::null())
@@ -1014,7 +1236,7 @@ fn listening_addr(line: &str) -> Option<String> {
     (!addr.is_empty()).then_some(addr)
 }
 
-/// The figures of a row that the table and the targets use.
+/// The figures of a row that the tables and the targets use.
 #[derive(Debug, Clone, Copy)]
 struct Figures {
     rate: f64,
@@ -1036,6 +1258,15 @@ struct Figures {
     plain_bytes: Option<f64>,
     /// The server's resident set size at the end of the window.
     rss_mib: Option<f64>,
+    /// Idle suite: the server's RSS before the connections opened and after each echoed once.
+    rss_before_mib: Option<f64>,
+    rss_echoed_mib: Option<f64>,
+    /// Idle suite: server memory per open connection, idle and after one echo each (bytes).
+    idle_bytes: Option<f64>,
+    echoed_bytes: Option<f64>,
+    /// Seconds the load generator took to open its connections.
+    setup_s: f64,
+    deliveries: f64,
 }
 
 impl Figures {
@@ -1044,6 +1275,18 @@ impl Figures {
         let window_s = get("window_s");
         let deliveries = get("deliveries");
         let server_cpu = field(fields, "server_cpu_ns");
+        let mib = |key| field(fields, key).map(|kib| kib / 1024.0);
+        let (before, open, echoed) = (
+            field(fields, "rss_before_kib"),
+            field(fields, "server_rss_kib"),
+            field(fields, "rss_echoed_kib"),
+        );
+        let connections = get("connections").max(1.0);
+        let per_conn = |after: Option<f64>| {
+            before
+                .zip(after)
+                .map(|(b, a)| (a - b) * 1024.0 / connections)
+        };
         Self {
             rate: get("deliveries_per_s"),
             p50_us: get("p50_us"),
@@ -1057,22 +1300,31 @@ impl Figures {
             redis_cores: field(fields, "backplane_cpu_ns").map(|ns| ns / 1e9 / window_s),
             wire_bytes: field(fields, "wire_bytes").map(|b| b / deliveries.max(1.0)),
             plain_bytes: field(fields, "plain_bytes").map(|b| b / deliveries.max(1.0)),
-            rss_mib: field(fields, "server_rss_kib").map(|kib| kib / 1024.0),
+            rss_mib: mib("server_rss_kib"),
+            rss_before_mib: mib("rss_before_kib"),
+            rss_echoed_mib: mib("rss_echoed_kib"),
+            idle_bytes: per_conn(open),
+            echoed_bytes: per_conn(echoed),
+            setup_s: get("setup_s"),
+            deliveries,
         }
     }
 }
 
 fn flags(row: &Row, fig: &Figures, fields: &Fields) -> Vec<String> {
     let mut flags = row.notes.clone();
-    let saturation = fig.core_busy.or(fig.server_cores);
-    if let Some(busy) = saturation.filter(|&b| b < SATURATED) {
-        flags.push(format!("server core only {:.0}% busy", busy * 100.0));
-    }
-    if fig.loadgen_busy >= LOADGEN_LIMIT {
-        flags.push(format!(
-            "load generator {:.0}% busy: may be the bottleneck",
-            fig.loadgen_busy * 100.0
-        ));
+    // An idle server is meant to be idle.
+    if row.server.suite != Suite::Idle {
+        let saturation = fig.core_busy.or(fig.server_cores);
+        if let Some(busy) = saturation.filter(|&b| b < SATURATED) {
+            flags.push(format!("server core only {:.0}% busy", busy * 100.0));
+        }
+        if fig.loadgen_busy >= LOADGEN_LIMIT {
+            flags.push(format!(
+                "load generator {:.0}% busy: may be the bottleneck",
+                fig.loadgen_busy * 100.0
+            ));
+        }
     }
     for (key, what) in [
         ("failed", "connections failed"),
@@ -1092,7 +1344,7 @@ fn flags(row: &Row, fig: &Figures, fields: &Fields) -> Vec<String> {
         let count = |key: &str| field(fields, key).unwrap_or(0.0);
         // The subscribers and the publisher.
         let settled = |kind: &str| count(&format!("deflate_{kind}"));
-        if settled(wanted) != (row.connections + 1) as f64 {
+        if settled(wanted) != (row.scenario.connections + 1) as f64 {
             flags.push(format!(
                 "HANDSHAKES settled off/shared/takeover {}/{}/{}, not all {wanted}",
                 settled("off"),
@@ -1108,6 +1360,13 @@ fn flags(row: &Row, fig: &Figures, fields: &Fields) -> Vec<String> {
         }
     }
     flags
+}
+
+/// Whether a run has flags (or failed).
+fn flagged(row: &Row) -> bool {
+    row.result.as_ref().map_or(true, |fields| {
+        !flags(row, &Figures::of(fields), fields).is_empty()
+    })
 }
 
 fn fmt_rate(rate: f64) -> String {
@@ -1141,24 +1400,108 @@ fn fmt_opt(value: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
     value.map_or_else(|| "-".to_owned(), fmt)
 }
 
+/// Nanoseconds as microseconds with two decimals.
+fn fmt_ns_as_us(ns: f64) -> String {
+    format!("{:.2}", ns / 1e3)
+}
+
+fn fmt_bytes(bytes: f64) -> String {
+    format!("{bytes:.0}")
+}
+
+/// `N`, `K` and `B` of a scenario as table cells; HTTP runs show the response body's size as `B`
+/// (from the fields of one of its runs).
+fn scenario_cells(suite: Suite, scenario: Scenario, fields: Option<&Fields>) -> String {
+    let body = fields
+        .filter(|_| suite == Suite::Http)
+        .and_then(|fields| field(fields, "payload"));
+    format!(
+        " {} | {} | {} |",
+        scenario.connections,
+        scenario.in_flight,
+        body.map_or_else(|| scenario.payload.to_string(), |b| format!("{b:.0}"))
+    )
+}
+
+/// What a suite's tables are about, after its name.
+fn suite_heading(suite: Suite) -> &'static str {
+    match suite {
+        Suite::Broadcast => {
+            "K messages of B bytes in flight, N subscribers + the publisher, every message to everyone"
+        }
+        Suite::Echo => "K messages of B bytes in flight per connection, N connections",
+        Suite::Idle => {
+            "N WebSockets held open with no traffic against the echo servers; server memory per \
+             connection = (RSS with them open − RSS before) / N; then one echo each"
+        }
+        Suite::Http => {
+            "`GET /` over N keep-alive HTTP/1.1 connections, K requests in flight per connection; \
+             B: response body bytes"
+        }
+        Suite::Cluster => {
+            "JSON chat messages in flight; N subscribers spread evenly over the nodes, the publisher on \
+             the first node and not a receiver; Redis and every node on CPU 0; server CPU: all \
+             nodes summed"
+        }
+        Suite::Compression => {
+            "`live-feed` JSON messages in flight, N subscribers + the publisher, every connection \
+             offering permessage-deflate; wire and plain B: frame bytes per delivery as sent and as \
+             an uncompressed frame; × columns compare runs of the same message and round"
+        }
+    }
+}
+
 fn render_markdown(rows: &[Row], opts: &Options, pinned: bool) -> String {
     let mut md = String::from("# Verb benchmark results\n\n");
     let _ = writeln!(md, "{}\n", machine_line(pinned));
     let _ = writeln!(
         md,
-        "Warmup {} s, measured {} s per run. Deliveries: messages received by clients (broadcast: every \
-         subscriber and the publisher; echo: every echo; cluster: every subscriber, not the publisher). Server CPU: utime + stime of the server process \
-         over the measured window (`/proc/PID/stat`); core busy and core ns/delivery: the server's core, \
-         softirq included (`/proc/stat`; on loopback the kernel runs the clients' receive path there). \
-         Loadgen busy: share of the window the load generator's loop had events to handle.\n",
-        opts.warmup_s, opts.duration_s
+        "Warmup {} s, measured {} s per run, {} interleaved round(s). Deliveries (msgs/s): messages \
+         received by clients (broadcast: every subscriber and the publisher; echo: every echo; HTTP: \
+         every response; cluster: every subscriber, not the publisher). Server CPU: utime + stime of \
+         the server process over the measured window (`/proc/PID/stat`); core busy and core \
+         µs/msg: the server's core, softirq included (`/proc/stat`; on loopback the kernel runs the \
+         clients' receive path there). Loadgen busy: share of the window the load generator's loop \
+         had events to handle. Summaries give the median over the rounds, the spread (half the \
+         range, as a share of the median) and × the reference server (the median of each round's \
+         ratio).\n",
+        opts.warmup_s,
+        opts.duration_s,
+        Suite::rounds(opts)
     );
     for &suite in &opts.suites {
         let suite_rows: Vec<&Row> = rows.iter().filter(|r| r.server.suite == suite).collect();
         if suite_rows.is_empty() {
             continue;
         }
-        let baselines: Vec<&'static str> = suite_rows
+        let _ = writeln!(md, "## {} ({})\n", suite.name(), suite_heading(suite));
+        match suite {
+            Suite::Idle => {
+                md.push_str(&idle_summary(&suite_rows));
+                md.push_str(&idle_runs(&suite_rows));
+            }
+            Suite::Compression => {
+                md.push_str(&compression_summary(&suite_rows));
+                md.push_str(&run_table(suite, &suite_rows));
+            }
+            _ => {
+                md.push_str(&summary(suite, &suite_rows));
+                md.push_str(&run_table(suite, &suite_rows));
+            }
+        }
+        if suite == Suite::Broadcast {
+            md.push_str(&broadcast_targets(&suite_rows));
+        }
+    }
+    md.push_str(&issue9_targets(rows));
+    md
+}
+
+/// Every run of a suite, in the order they ran.
+fn run_table(suite: Suite, suite_rows: &[&Row]) -> String {
+    let mut md = String::from("### Every run\n\n");
+    let baselines: Vec<&'static str> =
+        suite_rows
             .iter()
             .filter_map(|r| r.server.baseline)
             .fold(Vec::new(), |mut acc, b| {
@@ -1167,130 +1510,271 @@ fn render_markdown(rows: &[Row], opts: &Options, pinned: bool) -> String {
                 }
                 acc
             });
-        let in_flight = opts.in_flight.unwrap_or_else(|| suite.in_flight());
-        let _ = writeln!(
-            md,
-            "## {} ({in_flight} {})\n",
-            suite.name(),
-            match suite {
-                Suite::Broadcast => "messages of 64 bytes in flight, N subscribers + the publisher",
-                Suite::Echo => "messages of 64 bytes in flight per connection, N connections",
-                Suite::Cluster =>
-                    "JSON chat messages in flight; N subscribers spread evenly over the nodes, the \
-                     publisher on the first node and not a receiver; Redis and every node on CPU 0; \
-                     server CPU: all nodes summed",
-                Suite::Compression =>
-                    "`live-feed` JSON messages in flight, N subscribers + the publisher, every \
-                     connection offering permessage-deflate; wire and plain B: frame bytes per \
-                     delivery as sent and as an uncompressed frame; × columns compare runs of the \
-                     same message and round",
-            }
-        );
-        let compression = suite == Suite::Compression;
-        let mut header = String::from("| server | N |");
-        let mut rule = String::from("|---|---:|");
-        if compression {
-            header.push_str(" message | round |");
-            rule.push_str("---|---:|");
-        }
-        header.push_str(" deliveries/s |");
-        rule.push_str("---:|");
-        for b in &baselines {
-            let _ = write!(header, " × {b} |");
-            rule.push_str("---:|");
-        }
-        header.push_str(
-            " p50 | p99 | server CPU (cores) | server ns/delivery | core busy | core ns/delivery | loadgen CPU | loadgen busy |",
-        );
-        rule.push_str("---:|---:|---:|---:|---:|---:|---:|---:|");
-        if suite == Suite::Cluster {
-            header.push_str(" Redis CPU (cores) |");
-            rule.push_str("---:|");
-        }
-        if compression {
-            header.push_str(" wire B | plain B | wire/plain | server RSS (MiB) |");
-            rule.push_str("---:|---:|---:|---:|");
-        }
-        header.push_str(" flags |");
+    let compression = suite == Suite::Compression;
+    let mut header = String::from("| server | N | K | B |");
+    let mut rule = String::from("|---|---:|---:|---:|");
+    if compression {
+        header.push_str(" message |");
         rule.push_str("---|");
-        let _ = writeln!(md, "{header}\n{rule}");
-        for row in &suite_rows {
-            let _ = write!(md, "| {} | {} |", row.server.name, row.connections);
-            if compression {
-                let _ = write!(md, " {} | {} |", row.message.unwrap_or("-"), row.round + 1);
-            }
-            let Ok(fields) = &row.result else {
-                let err = row.result.as_ref().err().map_or("", String::as_str);
-                let _ = writeln!(
-                    md,
-                    " FAILED: {} |",
-                    err.replace('|', "\\|").replace('\n', " ")
-                );
-                continue;
-            };
-            let fig = Figures::of(fields);
-            let _ = write!(md, " {} |", fmt_rate(fig.rate));
-            for b in &baselines {
-                let base = baseline_of(&suite_rows, b, row.connections, row.message, row.round);
-                let _ = write!(
-                    md,
-                    " {} |",
-                    fmt_opt(base.map(|base| fig.rate / base.rate), fmt_ratio)
-                );
-            }
+    }
+    header.push_str(" round | deliveries/s |");
+    rule.push_str("---:|---:|");
+    for b in &baselines {
+        let _ = write!(header, " × {b} |");
+        rule.push_str("---:|");
+    }
+    header.push_str(
+        " p50 | p99 | server CPU (cores) | server ns/delivery | core busy | core ns/delivery | loadgen CPU | loadgen busy |",
+    );
+    rule.push_str("---:|---:|---:|---:|---:|---:|---:|---:|");
+    if suite == Suite::Cluster {
+        header.push_str(" Redis CPU (cores) |");
+        rule.push_str("---:|");
+    }
+    if compression {
+        header.push_str(" wire B | plain B | wire/plain | server RSS (MiB) |");
+        rule.push_str("---:|---:|---:|---:|");
+    }
+    header.push_str(" flags |");
+    rule.push_str("---|");
+    let _ = writeln!(md, "{header}\n{rule}");
+    for row in suite_rows {
+        let Some(fields) = row_start(&mut md, row) else {
+            continue;
+        };
+        let fig = Figures::of(fields);
+        if compression {
+            let _ = write!(md, " {} |", row.scenario.message.unwrap_or("-"));
+        }
+        let _ = write!(md, " {} | {} |", row.round + 1, fmt_rate(fig.rate));
+        for b in &baselines {
+            let base = baseline_of(suite_rows, b, row.scenario, row.round);
             let _ = write!(
                 md,
-                " {} | {} | {} | {} | {} | {} | {:.2} | {:.0}% |",
-                fmt_us(fig.p50_us),
-                fmt_us(fig.p99_us),
-                fmt_opt(fig.server_cores, |c| format!("{c:.2}")),
-                fmt_opt(fig.server_ns, |ns| format!("{ns:.0}")),
-                fmt_opt(fig.core_busy, |b| format!("{:.0}%", b * 100.0)),
-                fmt_opt(fig.core_ns, |ns| format!("{ns:.0}")),
-                fig.loadgen_cores,
-                fig.loadgen_busy * 100.0,
+                " {} |",
+                fmt_opt(base.map(|base| fig.rate / base.rate), fmt_ratio)
             );
-            if suite == Suite::Cluster {
-                let _ = write!(md, " {} |", fmt_opt(fig.redis_cores, |c| format!("{c:.2}")));
-            }
-            if compression {
-                let _ = write!(
-                    md,
-                    " {} | {} | {} | {} |",
-                    fmt_opt(fig.wire_bytes, |b| format!("{b:.1}")),
-                    fmt_opt(fig.plain_bytes, |b| format!("{b:.1}")),
-                    fmt_opt(wire_share(&fig), |pct| format!("{pct:.0}%")),
-                    fmt_opt(fig.rss_mib, |m| format!("{m:.0}")),
-                );
-            }
-            let _ = writeln!(md, " {} |", flags(row, &fig, fields).join("; "));
         }
-        md.push('\n');
-        if suite == Suite::Broadcast {
-            md.push_str(&broadcast_targets(&suite_rows));
+        let _ = write!(
+            md,
+            " {} | {} | {} | {} | {} | {} | {:.2} | {:.0}% |",
+            fmt_us(fig.p50_us),
+            fmt_us(fig.p99_us),
+            fmt_opt(fig.server_cores, |c| format!("{c:.2}")),
+            fmt_opt(fig.server_ns, |ns| format!("{ns:.0}")),
+            fmt_opt(fig.core_busy, |b| format!("{:.0}%", b * 100.0)),
+            fmt_opt(fig.core_ns, |ns| format!("{ns:.0}")),
+            fig.loadgen_cores,
+            fig.loadgen_busy * 100.0,
+        );
+        if suite == Suite::Cluster {
+            let _ = write!(md, " {} |", fmt_opt(fig.redis_cores, |c| format!("{c:.2}")));
         }
         if compression {
-            md.push_str(&compression_summary(&suite_rows));
+            let _ = write!(
+                md,
+                " {} | {} | {} | {} |",
+                fmt_opt(fig.wire_bytes, |b| format!("{b:.1}")),
+                fmt_opt(fig.plain_bytes, |b| format!("{b:.1}")),
+                fmt_opt(wire_share(&fig), |pct| format!("{pct:.0}%")),
+                fmt_opt(fig.rss_mib, |m| format!("{m:.0}")),
+            );
         }
+        let _ = writeln!(md, " {} |", flags(row, &fig, fields).join("; "));
     }
+    md.push('\n');
     md
 }
 
-/// The figures of the run of the server with `baseline` that matches `n`, `message` and `round`.
-fn baseline_of(
-    rows: &[&Row],
-    baseline: &str,
-    n: usize,
-    message: Option<&str>,
-    round: usize,
-) -> Option<Figures> {
+/// Writes a run's first cells (server, N, K, B); its fields, or `None` after writing why it failed.
+fn row_start<'a>(md: &mut String, row: &'a Row) -> Option<&'a Fields> {
+    let _ = write!(
+        md,
+        "| {} |{}",
+        row.server.name,
+        scenario_cells(row.server.suite, row.scenario, row.result.as_ref().ok())
+    );
+    match &row.result {
+        Ok(fields) => Some(fields),
+        Err(err) => {
+            let _ = writeln!(
+                md,
+                " FAILED: {} |",
+                err.replace('|', "\\|").replace('\n', " ")
+            );
+            None
+        }
+    }
+}
+
+/// The scenarios and the servers of `rows`, each once, in the order they ran.
+fn scenarios_and_servers(rows: &[&Row]) -> (Vec<Scenario>, Vec<&'static str>) {
+    let (mut scenarios, mut names) = (Vec::new(), Vec::new());
+    for row in rows {
+        if !scenarios.contains(&row.scenario) {
+            scenarios.push(row.scenario);
+        }
+        if !names.contains(&row.server.name) {
+            names.push(row.server.name);
+        }
+    }
+    (scenarios, names)
+}
+
+/// Half the range of `values` as a share of their median, in percent.
+fn spread(values: &[f64]) -> Option<f64> {
+    let (min, max) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let mid = median(values.iter().copied())?;
+    Some(50.0 * (max - min) / mid)
+}
+
+/// A suite's medians over its rounds, per scenario and server, against its reference server.
+fn summary(suite: Suite, rows: &[&Row]) -> String {
+    let reference = suite.reference();
+    let mut md = format!("### Medians over the rounds (× {reference})\n\n");
+    let _ = writeln!(
+        md,
+        "| server | N | K | B | runs | msgs/s | spread | × msgs/s | server µs/msg | × server CPU | core µs/msg | p50 | p99 | server cores | core busy | loadgen busy (max) | flagged runs |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let (scenarios, names) = scenarios_and_servers(rows);
+    for &scenario in &scenarios {
+        for &name in &names {
+            let runs = runs_of(rows, scenario, name);
+            let flagged_runs = rows
+                .iter()
+                .filter(|r| r.scenario == scenario && r.server.name == name && flagged(r))
+                .count();
+            if runs.is_empty() && flagged_runs == 0 {
+                continue;
+            }
+            let figs: Vec<Figures> = runs.iter().map(|(_, fig)| *fig).collect();
+            let med = |metric: fn(&Figures) -> Option<f64>| median(figs.iter().filter_map(metric));
+            let rates: Vec<f64> = figs.iter().map(|f| f.rate).collect();
+            let ratio = |metric: fn(&Figures) -> Option<f64>| {
+                median(ratios(rows, scenario, (name, reference), metric))
+            };
+            let _ = writeln!(
+                md,
+                "| {name} |{}{} |",
+                scenario_cells(
+                    suite,
+                    scenario,
+                    rows.iter()
+                        .filter(|r| r.scenario == scenario && r.server.name == name)
+                        .find_map(|r| r.result.as_ref().ok())
+                ),
+                [
+                    figs.len().to_string(),
+                    fmt_opt(med(|f| Some(f.rate)), fmt_rate),
+                    fmt_opt(spread(&rates), |pct| format!("±{pct:.0}%")),
+                    fmt_opt(ratio(|f| Some(f.rate)), fmt_ratio),
+                    fmt_opt(med(|f| f.server_ns), fmt_ns_as_us),
+                    fmt_opt(ratio(|f| f.server_ns), fmt_ratio),
+                    fmt_opt(med(|f| f.core_ns), fmt_ns_as_us),
+                    fmt_opt(med(|f| Some(f.p50_us)), fmt_us),
+                    fmt_opt(med(|f| Some(f.p99_us)), fmt_us),
+                    fmt_opt(med(|f| f.server_cores), |c| format!("{c:.2}")),
+                    fmt_opt(med(|f| f.core_busy), |b| format!("{:.0}%", b * 100.0)),
+                    fmt_opt(
+                        figs.iter().map(|f| f.loadgen_busy).reduce(f64::max),
+                        |b| format!("{:.0}%", b * 100.0)
+                    ),
+                    flagged_runs.to_string(),
+                ]
+                .map(|cell| format!(" {cell}"))
+                .join(" |"),
+            );
+        }
+    }
+    md.push('\n');
+    md
+}
+
+/// The idle suite's medians over its rounds.
+fn idle_summary(rows: &[&Row]) -> String {
+    let reference = Suite::Idle.reference();
+    let mut md = format!("### Medians over the rounds (× {reference})\n\n");
+    let _ = writeln!(
+        md,
+        "| server | N | runs | bytes/connection | spread | × bytes | bytes/connection after one echo | RSS before (MiB) | RSS open (MiB) | connect (s) | flagged runs |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let (scenarios, names) = scenarios_and_servers(rows);
+    for &scenario in &scenarios {
+        for &name in &names {
+            let figs: Vec<Figures> = runs_of(rows, scenario, name)
+                .into_iter()
+                .map(|(_, fig)| fig)
+                .collect();
+            let med = |metric: fn(&Figures) -> Option<f64>| median(figs.iter().filter_map(metric));
+            let per_conn: Vec<f64> = figs.iter().filter_map(|f| f.idle_bytes).collect();
+            let flagged_runs = rows
+                .iter()
+                .filter(|r| r.scenario == scenario && r.server.name == name && flagged(r))
+                .count();
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {flagged_runs} |",
+                scenario.connections,
+                figs.len(),
+                fmt_opt(med(|f| f.idle_bytes), fmt_bytes),
+                fmt_opt(spread(&per_conn), |pct| format!("±{pct:.0}%")),
+                fmt_opt(
+                    median(ratios(rows, scenario, (name, reference), |f| f.idle_bytes)),
+                    fmt_ratio
+                ),
+                fmt_opt(med(|f| f.echoed_bytes), fmt_bytes),
+                fmt_opt(med(|f| f.rss_before_mib), |m| format!("{m:.1}")),
+                fmt_opt(med(|f| f.rss_mib), |m| format!("{m:.1}")),
+                fmt_opt(med(|f| Some(f.setup_s)), |s| format!("{s:.2}")),
+            );
+        }
+    }
+    md.push('\n');
+    md
+}
+
+/// Every run of the idle suite.
+fn idle_runs(rows: &[&Row]) -> String {
+    let mut md = String::from(
+        "### Every run\n\n\
+         | server | N | K | B | round | RSS before (MiB) | RSS open (MiB) | bytes/connection | RSS after one echo each (MiB) | bytes/connection after one echo | connect (s) | echoed | server CPU while idle (cores) | flags |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for row in rows {
+        let Some(fields) = row_start(&mut md, row) else {
+            continue;
+        };
+        let fig = Figures::of(fields);
+        let mib = |m: Option<f64>| fmt_opt(m, |m| format!("{m:.1}"));
+        let _ = writeln!(
+            md,
+            " {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {} | {} |",
+            row.round + 1,
+            mib(fig.rss_before_mib),
+            mib(fig.rss_mib),
+            fmt_opt(fig.idle_bytes, fmt_bytes),
+            mib(fig.rss_echoed_mib),
+            fmt_opt(fig.echoed_bytes, fmt_bytes),
+            fig.setup_s,
+            fig.deliveries,
+            fmt_opt(fig.server_cores, |c| format!("{c:.3}")),
+            flags(row, &fig, fields).join("; "),
+        );
+    }
+    md.push('\n');
+    md
+}
+
+/// The figures of the run of the server with `baseline` in `scenario` and `round`.
+fn baseline_of(rows: &[&Row], baseline: &str, scenario: Scenario, round: usize) -> Option<Figures> {
     rows.iter()
-        .find(|r| {
-            r.server.baseline == Some(baseline)
-                && r.connections == n
-                && r.message == message
-                && r.round == round
-        })
+        .find(|r| r.server.baseline == Some(baseline) && r.scenario == scenario && r.round == round)
         .and_then(|r| r.result.as_ref().ok())
         .map(Figures::of)
 }
@@ -1314,10 +1798,10 @@ fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     }
 }
 
-/// The successful runs of server `name` with `message`, by round.
-fn runs_of(rows: &[&Row], message: Option<&str>, name: &str) -> Vec<(usize, Figures)> {
+/// The successful runs of server `name` in `scenario`, by round.
+fn runs_of(rows: &[&Row], scenario: Scenario, name: &str) -> Vec<(usize, Figures)> {
     rows.iter()
-        .filter(|r| r.message == message && r.server.name == name)
+        .filter(|r| r.scenario == scenario && r.server.name == name)
         .filter_map(|r| Some((r.round, Figures::of(r.result.as_ref().ok()?))))
         .collect()
 }
@@ -1325,12 +1809,12 @@ fn runs_of(rows: &[&Row], message: Option<&str>, name: &str) -> Vec<(usize, Figu
 /// `metric` of server `num` over that of server `den`, round by round (rounds where both ran).
 fn ratios(
     rows: &[&Row],
-    message: Option<&str>,
+    scenario: Scenario,
     (num, den): (&str, &str),
     metric: fn(&Figures) -> Option<f64>,
 ) -> Vec<f64> {
-    let dens = runs_of(rows, message, den);
-    runs_of(rows, message, num)
+    let dens = runs_of(rows, scenario, den);
+    runs_of(rows, scenario, num)
         .iter()
         .filter_map(|(round, fig)| {
             let (_, base) = dens.iter().find(|(r, _)| r == round)?;
@@ -1349,22 +1833,17 @@ fn compression_summary(rows: &[&Row]) -> String {
          × CPU of compress-once | wire B | plain B | wire/plain | server RSS (MiB) | loadgen CPU |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    let mut messages: Vec<Option<&str>> = Vec::new();
-    for row in rows {
-        if !messages.contains(&row.message) {
-            messages.push(row.message);
-        }
-    }
+    let (scenarios, _) = scenarios_and_servers(rows);
     let mut notes = String::new();
-    for &message in &messages {
-        let label = message.unwrap_or("-");
+    for &scenario in &scenarios {
+        let label = scenario.message.unwrap_or("-");
         for name in [NO_COMPRESSION, COMPRESS_ONCE, PER_RECEIVER] {
-            let figs: Vec<Figures> = runs_of(rows, message, name)
+            let figs: Vec<Figures> = runs_of(rows, scenario, name)
                 .into_iter()
                 .map(|(_, fig)| fig)
                 .collect();
             let med = |metric: fn(&Figures) -> Option<f64>| median(figs.iter().filter_map(metric));
-            let cpu_x = median(ratios(rows, message, (name, COMPRESS_ONCE), |f| {
+            let cpu_x = median(ratios(rows, scenario, (name, COMPRESS_ONCE), |f| {
                 f.server_ns
             }));
             let _ = writeln!(
@@ -1383,7 +1862,7 @@ fn compression_summary(rows: &[&Row]) -> String {
             );
         }
         let per_round = |pair, metric: fn(&Figures) -> Option<f64>| {
-            let values = ratios(rows, message, pair, metric);
+            let values = ratios(rows, scenario, pair, metric);
             let each: Vec<String> = values.iter().map(|&x| fmt_ratio(x)).collect();
             format!(
                 "{} (rounds: {})",
@@ -1392,7 +1871,7 @@ fn compression_summary(rows: &[&Row]) -> String {
             )
         };
         let share = |name| {
-            let figs = runs_of(rows, message, name);
+            let figs = runs_of(rows, scenario, name);
             fmt_opt(
                 median(figs.iter().filter_map(|(_, f)| wire_share(f))),
                 |p| format!("{p:.0}%"),
@@ -1414,47 +1893,169 @@ fn compression_summary(rows: &[&Row]) -> String {
     md
 }
 
-/// Issue 5's targets for Verb's broadcast: ≥ 3× naive and ≥ 1.5× tokio-broadcast deliveries/s, p99 no
-/// worse than either; server CPU per delivery compared the same way.
-fn broadcast_targets(rows: &[&Row]) -> String {
-    let mut md = String::from("### Targets (Verb vs the axum peers)\n\n");
-    let mut sizes: Vec<usize> = rows.iter().map(|r| r.connections).collect();
-    sizes.dedup();
-    for n in sizes {
-        let verb = rows
+/// The median of `metric` over the runs of server `name` in `scenario`.
+fn median_of(
+    rows: &[&Row],
+    scenario: Scenario,
+    name: &str,
+    metric: fn(&Figures) -> Option<f64>,
+) -> Option<f64> {
+    median(
+        runs_of(rows, scenario, name)
             .iter()
-            .find(|r| r.server.baseline.is_none() && r.connections == n)
-            .and_then(|r| r.result.as_ref().ok())
-            .map(Figures::of);
-        let (Some(verb), Some(naive), Some(bcast)) = (
-            verb,
-            baseline_of(rows, "naive", n, None, 0),
-            baseline_of(rows, "tokio-broadcast", n, None, 0),
-        ) else {
-            let _ = writeln!(md, "- N = {n}: a run failed, nothing to compare\n");
-            continue;
-        };
-        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-        let x_naive = verb.rate / naive.rate;
-        let x_bcast = verb.rate / bcast.rate;
+            .filter_map(|(_, fig)| metric(fig)),
+    )
+}
+
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "no figures",
+    }
+}
+
+/// Issue 5's targets for Verb's broadcast: ≥ 3× naive and ≥ 1.5× tokio-broadcast deliveries/s, p99 no
+/// worse than either; server CPU per delivery compared the same way (medians over the rounds).
+fn broadcast_targets(rows: &[&Row]) -> String {
+    let mut md = String::from("### Issue 5's targets (Verb vs the axum peers, medians)\n\n");
+    let verb = Suite::Broadcast.reference();
+    let (scenarios, _) = scenarios_and_servers(rows);
+    for scenario in scenarios {
+        let n = scenario.connections;
+        let med = |name, metric| median_of(rows, scenario, name, metric);
+        let x = |name| median(ratios(rows, scenario, (verb, name), |f| Some(f.rate)));
+        let (x_naive, x_bcast) = (x("axum-naive-broadcast"), x("axum-broadcast"));
+        let p99 = |name| med(name, |f| Some(f.p99_us));
+        let ns = |name| fmt_opt(med(name, |f| f.server_ns), |ns| format!("{ns:.0}"));
+        let p99_ok = p99(verb)
+            .and_then(|v| Some(v <= p99("axum-naive-broadcast")? && v <= p99("axum-broadcast")?));
         let _ = writeln!(
             md,
-            "- N = {n}: deliveries/s {x_naive:.2}× naive (target ≥ 3: {}), {x_bcast:.2}× tokio-broadcast \
-             (target ≥ 1.5: {}); p99 {} vs {} and {} ({}); server CPU per delivery {} vs {} and {} ns \
-             (core, softirq included: {} vs {} and {} ns)",
-            verdict(x_naive >= 3.0),
-            verdict(x_bcast >= 1.5),
-            fmt_us(verb.p99_us),
-            fmt_us(naive.p99_us),
-            fmt_us(bcast.p99_us),
-            verdict(verb.p99_us <= naive.p99_us && verb.p99_us <= bcast.p99_us),
-            fmt_opt(verb.server_ns, |ns| format!("{ns:.0}")),
-            fmt_opt(naive.server_ns, |ns| format!("{ns:.0}")),
-            fmt_opt(bcast.server_ns, |ns| format!("{ns:.0}")),
-            fmt_opt(verb.core_ns, |ns| format!("{ns:.0}")),
-            fmt_opt(naive.core_ns, |ns| format!("{ns:.0}")),
-            fmt_opt(bcast.core_ns, |ns| format!("{ns:.0}")),
+            "- N = {n}: deliveries/s {} naive (target ≥ 3: {}), {} tokio-broadcast (target ≥ 1.5: {}); \
+             p99 {} vs {} and {} ({}); server CPU per delivery {} vs {} and {} ns",
+            fmt_opt(x_naive, fmt_ratio),
+            verdict(x_naive.map(|x| x >= 3.0)),
+            fmt_opt(x_bcast, fmt_ratio),
+            verdict(x_bcast.map(|x| x >= 1.5)),
+            fmt_opt(p99(verb), fmt_us),
+            fmt_opt(p99("axum-naive-broadcast"), fmt_us),
+            fmt_opt(p99("axum-broadcast"), fmt_us),
+            verdict(p99_ok),
+            ns(verb),
+            ns("axum-naive-broadcast"),
+            ns("axum-broadcast"),
         );
+    }
+    md.push('\n');
+    md
+}
+
+/// Issue 9's targets for Verb against its peers, from the medians of the suites that ran: echo of
+/// 64 B (server CPU per message ≤ Bun's, msgs/s ≥ Bun's), echo of 16 KiB (≥ 1.0× fastwebsockets and
+/// Bun), fan-out to 1,000 (≥ 1.0× Bun's deliveries/s, p99 ≤ Bun's), idle (≤ 2 KiB per WebSocket at
+/// 10,000 and ≤ Bun's) and HTTP (≥ 1.0× axum).
+fn issue9_targets(rows: &[Row]) -> String {
+    let of = |suite: Suite, wanted: fn(Scenario) -> bool| {
+        let suite_rows: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.server.suite == suite && wanted(r.scenario))
+            .collect();
+        let scenario = suite_rows.first().map(|r| r.scenario);
+        (suite_rows, scenario)
+    };
+    let mut lines = Vec::new();
+    let x = |rows: &[&Row], s, pair, metric| median(ratios(rows, s, pair, metric));
+    let at_least = |ratio: Option<f64>| ratio.map(|r| r >= 1.0);
+    let at_most = |ratio: Option<f64>| ratio.map(|r| r <= 1.0);
+
+    let (echo, small) = of(Suite::Echo, |s| s.payload <= 64);
+    if let Some(s) = small {
+        let verb = Suite::Echo.reference();
+        let cpu = x(&echo, s, (verb, "bun echo"), |f| f.server_ns);
+        let rate = x(&echo, s, (verb, "bun echo"), |f| Some(f.rate));
+        let us = |name| fmt_opt(median_of(&echo, s, name, |f| f.server_ns), fmt_ns_as_us);
+        lines.push(format!(
+            "echo {} B × {} connections × {} in flight: server CPU per message {} µs vs Bun's {} \
+             ({} Bun's: {}; fastwebsockets {} µs, axum {} µs); msgs/s {} Bun's ({})",
+            s.payload,
+            s.connections,
+            s.in_flight,
+            us(verb),
+            us("bun echo"),
+            fmt_opt(cpu, fmt_ratio),
+            verdict(at_most(cpu)),
+            us("fastwebsockets-echo"),
+            us("axum-echo"),
+            fmt_opt(rate, fmt_ratio),
+            verdict(at_least(rate)),
+        ));
+    }
+    let (echo, large) = of(Suite::Echo, |s| s.payload >= 16 * 1024);
+    if let Some(s) = large {
+        let verb = Suite::Echo.reference();
+        let fws = x(&echo, s, (verb, "fastwebsockets-echo"), |f| Some(f.rate));
+        let bun = x(&echo, s, (verb, "bun echo"), |f| Some(f.rate));
+        lines.push(format!(
+            "echo {} KiB × {} connections × {} in flight: msgs/s {} fastwebsockets' ({}), {} Bun's ({})",
+            s.payload / 1024,
+            s.connections,
+            s.in_flight,
+            fmt_opt(fws, fmt_ratio),
+            verdict(at_least(fws)),
+            fmt_opt(bun, fmt_ratio),
+            verdict(at_least(bun)),
+        ));
+    }
+    let (fanout, thousand) = of(Suite::Broadcast, |s| s.connections == 1_000);
+    if let Some(s) = thousand {
+        let verb = Suite::Broadcast.reference();
+        let rate = x(&fanout, s, (verb, "bun broadcast"), |f| Some(f.rate));
+        let p99 = |name| median_of(&fanout, s, name, |f| Some(f.p99_us));
+        lines.push(format!(
+            "fan-out 1 publisher → 1,000 subscribers: deliveries/s {} Bun's ({}); p99 {} vs Bun's {} ({})",
+            fmt_opt(rate, fmt_ratio),
+            verdict(at_least(rate)),
+            fmt_opt(p99(verb), fmt_us),
+            fmt_opt(p99("bun broadcast"), fmt_us),
+            verdict(p99(verb).zip(p99("bun broadcast")).map(|(v, b)| v <= b)),
+        ));
+    }
+    let (idle, held) = of(Suite::Idle, |_| true);
+    if let Some(s) = held {
+        let bytes = |name| median_of(&idle, s, name, |f| f.idle_bytes);
+        let verb = bytes(Suite::Idle.reference());
+        lines.push(format!(
+            "idle, {} WebSockets: {} bytes per connection (≤ 2 KiB: {}) vs Bun's {} (≤ Bun's: {}); \
+             fastwebsockets {}, axum {}",
+            s.connections,
+            fmt_opt(verb, fmt_bytes),
+            verdict(verb.map(|b| b <= 2048.0)),
+            fmt_opt(bytes("bun echo"), fmt_bytes),
+            verdict(verb.zip(bytes("bun echo")).map(|(v, b)| v <= b)),
+            fmt_opt(bytes("fastwebsockets-echo"), fmt_bytes),
+            fmt_opt(bytes("axum-echo"), fmt_bytes),
+        ));
+    }
+    let (http, plain) = of(Suite::Http, |_| true);
+    if let Some(s) = plain {
+        let rate = x(&http, s, (Suite::Http.reference(), "axum-hello"), |f| {
+            Some(f.rate)
+        });
+        lines.push(format!(
+            "HTTP `GET /`, {} connections: requests/s {} axum's ({})",
+            s.connections,
+            fmt_opt(rate, fmt_ratio),
+            verdict(at_least(rate)),
+        ));
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut md =
+        String::from("## Issue 9's targets (Verb vs its peers, medians over the rounds)\n\n");
+    for line in lines {
+        let _ = writeln!(md, "- {line}");
     }
     md.push('\n');
     md
@@ -1506,19 +2107,18 @@ fn render_json(rows: &[Row], opts: &Options) -> String {
         let sep = if i == 0 { "" } else { "," };
         let _ = write!(
             json,
-            "{sep}\n    {{\"suite\": {}, \"server\": {}, \"connections\": {}",
+            "{sep}\n    {{\"suite\": {}, \"server\": {}, \"round\": {}, \"scenario\": {{\"connections\": {}, \"in_flight\": {}, \"payload\": {}",
             json_str(row.server.suite.name()),
             json_str(row.server.name),
-            row.connections
+            row.round + 1,
+            row.scenario.connections,
+            row.scenario.in_flight,
+            row.scenario.payload,
         );
-        if let Some(message) = row.message {
-            let _ = write!(
-                json,
-                ", \"message\": {}, \"round\": {}",
-                json_str(message),
-                row.round + 1
-            );
+        if let Some(message) = row.scenario.message {
+            let _ = write!(json, ", \"message\": {}", json_str(message));
         }
+        json.push('}');
         match &row.result {
             Ok(fields) => {
                 let mut keys: Vec<&String> = fields.keys().collect();
@@ -1595,59 +2195,127 @@ mod tests {
 
     #[test]
     fn parses_flags() {
-        let cluster = Options::parse(&["--only".to_owned(), "cluster".to_owned()]).expect("valid");
+        let args = |list: &[&str]| -> Vec<String> { list.iter().map(|s| s.to_string()).collect() };
+        let cluster = Options::parse(&args(&["--only", "cluster"])).expect("valid");
         assert_eq!(cluster.suites, vec![Suite::Cluster]);
         let default = Options::parse(&[]).expect("valid");
-        assert_eq!(
-            default.suites,
-            vec![
-                Suite::Broadcast,
-                Suite::Echo,
-                Suite::Cluster,
-                Suite::Compression
-            ]
-        );
-        assert_eq!(Suite::Compression.rounds(&default), 3);
-        let args: Vec<String> = ["--quick", "--only", "compression"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let quick = Options::parse(&args).expect("valid flags");
+        assert_eq!(default.suites, Suite::ALL.to_vec());
+        assert_eq!(Suite::rounds(&default), 3);
+        assert_eq!(default.profile(), ("release", "release"));
+        let quick = Options::parse(&args(&["--quick", "--only", "compression"])).expect("valid");
         assert_eq!(quick.suites, vec![Suite::Compression]);
-        assert_eq!(Suite::Compression.rounds(&quick), 1);
-        assert_eq!(Suite::Compression.sizes(true), vec![1_000]);
-        let args: Vec<String> = ["--rounds", "5"].iter().map(|s| s.to_string()).collect();
-        let five = Options::parse(&args).expect("valid flags");
-        assert_eq!(
-            (
-                Suite::Compression.rounds(&five),
-                Suite::Broadcast.rounds(&five)
-            ),
-            (5, 1)
+        assert_eq!(Suite::rounds(&quick), 1);
+        assert!(
+            quick
+                .scenarios(Suite::Compression)
+                .iter()
+                .all(|s| s.connections == 1_000)
         );
+        let five = Options::parse(&args(&["--rounds", "5"])).expect("valid flags");
+        assert_eq!(Suite::rounds(&five), 5);
         assert!(!default.only && cluster.only);
-        let args: Vec<String> = ["--quick", "--only", "broadcast", "--duration-s", "3"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let opts = Options::parse(&args).expect("valid flags");
-        assert!(opts.quick);
+        let opts = Options::parse(&args(&[
+            "--quick",
+            "--only",
+            "broadcast",
+            "--duration-s",
+            "3",
+        ]))
+        .expect("valid flags");
+        assert_eq!(opts.size, Size::Quick);
         assert_eq!(opts.suites, vec![Suite::Broadcast]);
         assert_eq!((opts.warmup_s, opts.duration_s), (1.0, 3.0));
-        assert!(Options::parse(&["--only".to_owned(), "nope".to_owned()]).is_err());
-        assert!(Options::parse(&["--bogus".to_owned()]).is_err());
+        let several = Options::parse(&args(&["--only", "echo,idle,http"])).expect("valid");
+        assert_eq!(several.suites, vec![Suite::Echo, Suite::Idle, Suite::Http]);
+        assert!(Options::parse(&args(&["--only", "nope"])).is_err());
+        assert!(Options::parse(&args(&["--bogus"])).is_err());
+
+        // The smoke run: every suite, one short round, debug builds, no waiting for quiet.
+        let smoke = Options::parse(&args(&["--smoke"])).expect("valid");
+        assert_eq!(smoke.suites, Suite::ALL.to_vec());
+        assert_eq!(
+            (Suite::rounds(&smoke), smoke.retries, smoke.quiet_wait),
+            (1, 0, None)
+        );
+        assert_eq!(smoke.profile(), ("dev", "debug"));
+        assert!(smoke.duration_s < 1.0);
+        assert_eq!(smoke.scenarios(Suite::Idle)[0].connections, 100);
+    }
+
+    #[test]
+    fn scenarios_follow_the_issue_and_the_flags() {
+        let full = Options::parse(&[]).expect("valid");
+        let echo: Vec<(usize, usize, usize)> = full
+            .scenarios(Suite::Echo)
+            .iter()
+            .map(|s| (s.connections, s.in_flight, s.payload))
+            .collect();
+        assert_eq!(echo, vec![(100, 16, 64), (10, 4, 16_384)]);
+        assert_eq!(full.scenarios(Suite::Idle)[0].connections, 10_000);
+        let sizes: Vec<usize> = full
+            .scenarios(Suite::Broadcast)
+            .iter()
+            .map(|s| s.connections)
+            .collect();
+        assert_eq!(sizes, vec![1_000, 10_000]);
+        let args: Vec<String> = ["--connections", "5,7", "--in-flight", "2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let custom = Options::parse(&args).expect("valid");
+        let echo: Vec<(usize, usize, usize)> = custom
+            .scenarios(Suite::Echo)
+            .iter()
+            .map(|s| (s.connections, s.in_flight, s.payload))
+            .collect();
+        assert_eq!(
+            echo,
+            vec![(5, 2, 64), (7, 2, 64), (5, 2, 16_384), (7, 2, 16_384)]
+        );
+        // Every suite's reference server exists in it, and Bun's peers run a script.
+        let all = servers(Path::new("v"), Path::new("b"), Path::new("bun"));
+        for suite in Suite::ALL {
+            assert!(
+                all.iter()
+                    .any(|s| s.suite == suite && s.name == suite.reference()),
+                "{suite:?}"
+            );
+        }
+        let bun = all
+            .iter()
+            .find(|s| s.name == "bun echo")
+            .expect("a Bun peer");
+        assert_eq!(bun.script.as_deref(), Some(Path::new("bun/echo.ts")));
+        assert!(bun.binary.ends_with("bin/bun"));
+    }
+
+    #[test]
+    fn bun_is_pinned_where_npm_installs_it() {
+        let bench = root().join("bench").join("bun");
+        for file in ["package.json", "package-lock.json"] {
+            let text = fs::read_to_string(bench.join(file)).expect("bench/bun is committed");
+            assert!(
+                text.contains(&format!("\"version\": \"{BUN_VERSION}\""))
+                    || text.contains(&format!("\"@oven/bun-linux-x64\": \"{BUN_VERSION}\"")),
+                "{file} does not pin Bun {BUN_VERSION}"
+            );
+        }
     }
 
     /// A compression-suite row with these figures.
     fn row(name: &'static str, message: &'static str, round: usize, fields: &[(&str, f64)]) -> Row {
-        let server = servers(Path::new("v"), Path::new("b"))
+        let server = servers(Path::new("v"), Path::new("b"), Path::new("bun"))
             .into_iter()
             .find(|s| s.name == name)
             .expect("a compression server");
         Row {
             server,
-            connections: 1000,
-            message: Some(message),
+            scenario: Scenario {
+                connections: 1000,
+                in_flight: 16,
+                payload: 64,
+                message: Some(message),
+            },
             round,
             result: Ok(fields
                 .iter()

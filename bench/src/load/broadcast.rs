@@ -31,7 +31,7 @@ use super::frame::{
     frame_len, parse_chat,
 };
 use super::inflate::{Inflate, Negotiated};
-use super::{Config, Measured, Mode, Net, Report, Window, Wire, histogram, spread};
+use super::{Config, Mode, Net, Report, Window, Wire, histogram, spread};
 
 /// Least time between two probes while syncing.
 const PROBE_EVERY: Duration = Duration::from_millis(20);
@@ -315,16 +315,7 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
 
         receivers.tally.timed_out += receivers.flight.expire(net.now_ns(), loss_timeout_ns);
     }
-    let Measured {
-        window_s,
-        server_cpu_ns,
-        backplane_cpu_ns,
-        server_core_busy,
-        server_core_ns,
-        server_rss_kib,
-        loadgen_cpu_ns,
-        loadgen_busy,
-    } = window.finish(Instant::now());
+    let measured = window.finish(Instant::now());
     let Receivers {
         closed, tally: t, ..
     } = receivers;
@@ -344,16 +335,9 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
     };
 
     Ok(Report {
-        mode: config.mode.name(),
-        connections: config.connections,
-        failed: net.failed,
         closed,
-        in_flight: config.in_flight,
         payload,
-        message: config.message.name(),
         wire,
-        setup_s,
-        window_s,
         deliveries: t.deliveries,
         sent: t.sent,
         completed: t.completed,
@@ -363,14 +347,9 @@ pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
         timed_out: t.timed_out,
         foreign: t.foreign,
         ignored: t.ignored,
-        server_cpu_ns,
-        backplane_cpu_ns,
-        server_core_busy,
-        server_core_ns,
-        server_rss_kib,
-        loadgen_cpu_ns,
-        loadgen_busy,
-    })
+        ..Report::empty(config, net.failed, setup_s)
+    }
+    .measured(measured))
 }
 
 /// Sends probes until every open connection has received one, and the last probe has reached every

@@ -1,5 +1,6 @@
-//! One client connection in the load generator's event loop: non-blocking reads of whole frames out of
-//! a shared buffer, and writes that queue what the socket cannot take yet.
+//! One client connection in the load generator's event loop: non-blocking reads of whole frames (or,
+//! in HTTP mode, whole responses) out of a shared buffer, and writes that queue what the socket cannot
+//! take yet.
 
 use std::io::{self, Read, Write};
 
@@ -62,23 +63,8 @@ impl Conn {
         mut on_data: impl FnMut(ServerFrame<'_>),
     ) -> io::Result<Option<Ended>> {
         let mut pongs: Vec<u8> = Vec::new();
-        let mut ended = None;
         let max_frame = scratch.len();
-        'reads: loop {
-            let carried = self.carry.len();
-            scratch[..carried].copy_from_slice(&self.carry);
-            let room = scratch.len() - carried;
-            let n = match self.stream.read(&mut scratch[carried..]) {
-                Ok(0) => {
-                    ended = Some(Ended::Eof);
-                    break;
-                }
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err),
-            };
-            let filled = &scratch[..carried + n];
+        let ended = self.read_with(scratch, |filled| {
             let mut at = 0;
             loop {
                 match frame::parse_server(&filled[at..], max_frame) {
@@ -87,31 +73,52 @@ impl Conn {
                         match frame.opcode {
                             OP_PING => pongs.extend(frame::encode_client(OP_PONG, frame.payload)),
                             OP_PONG => {}
-                            OP_CLOSE => {
-                                ended = Some(Ended::CloseFrame);
-                                break 'reads;
-                            }
+                            OP_CLOSE => return (at, Some(Ended::CloseFrame)),
                             _ => on_data(frame),
                         }
                     }
-                    Ok(None) => break,
-                    Err(err) => {
-                        ended = Some(Ended::Error(err.to_string()));
-                        break 'reads;
-                    }
+                    Ok(None) => return (at, None),
+                    Err(err) => return (at, Some(Ended::Error(err.to_string()))),
                 }
             }
-            self.carry.clear();
-            self.carry.extend_from_slice(&filled[at..]);
-            // A read that did not fill the buffer emptied the socket: the next data brings a new event.
-            if n < room {
-                break;
-            }
-        }
+        })?;
         if !pongs.is_empty() && ended.is_none() {
             self.send(&pongs)?;
         }
         Ok(ended)
+    }
+
+    /// Reads everything available and hands the bytes not consumed yet (what an earlier read left,
+    /// then the new ones) to `consume`, which returns how many of them it used (the rest waits for
+    /// the next read) and whether the connection is over. `Ok(Some(_))` reports its end.
+    pub(super) fn read_with(
+        &mut self,
+        scratch: &mut [u8],
+        mut consume: impl FnMut(&[u8]) -> (usize, Option<Ended>),
+    ) -> io::Result<Option<Ended>> {
+        loop {
+            let carried = self.carry.len();
+            scratch[..carried].copy_from_slice(&self.carry);
+            let room = scratch.len() - carried;
+            let n = match self.stream.read(&mut scratch[carried..]) {
+                Ok(0) => return Ok(Some(Ended::Eof)),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            let filled = &scratch[..carried + n];
+            let (used, ended) = consume(filled);
+            if ended.is_some() {
+                return Ok(ended);
+            }
+            self.carry.clear();
+            self.carry.extend_from_slice(&filled[used..]);
+            // A read that did not fill the buffer emptied the socket: the next data brings a new event.
+            if n < room {
+                return Ok(None);
+            }
+        }
     }
 
     /// Writes `bytes`, queueing what the socket does not take now (sent again by [`Conn::flush`]).

@@ -4,13 +4,12 @@
 //! lost, one that repeats counts as a duplicate. Every echo received is answered with a new message
 //! (all of one read's answers in one write), so each connection always has K in flight.
 
+use std::io;
 use std::time::Instant;
 
-use mio::Events;
-
-use super::conn::Ended;
+use super::conn::{Conn, Ended};
 use super::frame::{ClientFrame, KIND_DATA, OP_BINARY, Stamp};
-use super::{Config, Measured, Net, Report, Window, histogram, spread};
+use super::{Answers, Config, Net, Report, closed_loop};
 
 /// Per-connection sequence state.
 #[derive(Debug, Default, Clone, Copy)]
@@ -23,177 +22,111 @@ struct Seqs {
     last_rx_ns: u64,
 }
 
-pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
-    let start = Instant::now();
-    let mut net = Net::connect(config, &spread(&config.addrs, config.connections), start)?;
-    let setup_s = start.elapsed().as_secs_f64();
-    let n = net.conns.len();
-    let mut frame = ClientFrame::new(config.payload);
-    let mut events = Events::with_capacity(4096);
-    let mut seqs = vec![Seqs::default(); n];
-    let mut hist = histogram();
-    let mut burst = Vec::new();
-    let (mut deliveries, mut sent, mut lost, mut duplicates, mut foreign) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut closed = 0usize;
+/// What the echo loop keeps and counts.
+struct Echo<'a> {
+    config: &'a Config,
+    frame: ClientFrame,
+    seqs: Vec<Seqs>,
+    report: Report,
+}
 
-    let mut window = Window::new(config, Instant::now());
-    let now_ns = net.now_ns();
-    for (i, s) in seqs.iter_mut().enumerate() {
-        s.last_rx_ns = now_ns;
-        burst.clear();
-        for _ in 0..config.in_flight {
+impl Answers for Echo<'_> {
+    fn read(
+        &mut self,
+        i: usize,
+        conn: &mut Conn,
+        scratch: &mut [u8],
+        start: Instant,
+        measuring: bool,
+    ) -> io::Result<(usize, Option<Ended>)> {
+        let (config, s, r) = (self.config, &mut self.seqs[i], &mut self.report);
+        let mut replies = 0usize;
+        let ended = conn.pump(scratch, |f| {
+            let now_ns = start.elapsed().as_nanos() as u64;
+            let stamp = match (f.opcode, Stamp::parse(f.payload)) {
+                (OP_BINARY, Some(stamp))
+                    if f.fin && f.payload.len() == config.payload && stamp.kind == KIND_DATA =>
+                {
+                    stamp
+                }
+                _ => {
+                    r.foreign += 1;
+                    return;
+                }
+            };
+            if stamp.seq >= s.next_send {
+                r.foreign += 1;
+                return;
+            }
+            if stamp.seq < s.expected {
+                r.duplicates += 1;
+                return;
+            }
+            let skipped = stamp.seq - s.expected;
+            r.lost += skipped;
+            replies += 1 + skipped as usize;
+            s.expected = stamp.seq + 1;
+            s.last_rx_ns = now_ns;
+            if measuring {
+                r.deliveries += 1;
+                r.latency
+                    .saturating_record(now_ns.saturating_sub(stamp.sent_ns));
+            }
+        })?;
+        Ok((replies, ended))
+    }
+
+    fn requests(&mut self, i: usize, n: usize, now_ns: u64, burst: &mut Vec<u8>) {
+        let s = &mut self.seqs[i];
+        for _ in 0..n {
             let stamp = Stamp {
                 seq: s.next_send,
-                sent_ns: net.now_ns(),
+                sent_ns: now_ns,
                 kind: KIND_DATA,
             };
-            burst.extend_from_slice(frame.stamp(stamp));
+            burst.extend_from_slice(self.frame.stamp(stamp));
             s.next_send += 1;
-        }
-        if let Err(err) = net.conns[i].send(&burst) {
-            eprintln!("bench-load: connection {i} failed: {err}");
-            net.open[i] = false;
-            closed += 1;
         }
     }
 
-    loop {
-        let now = Instant::now();
-        let measuring = window.tick(now);
-        if window.done(now) {
-            break;
-        }
-        window.poll(&mut net.poll, &mut events)?;
-        for event in events.iter() {
-            let i = event.token().0;
-            if !net.open[i] {
-                continue;
-            }
-            let mut result = Ok(None);
-            if event.is_writable() {
-                result = net.conns[i].flush().map(|()| None);
-            }
-            let mut replies = 0usize;
-            if event.is_readable() && matches!(result, Ok(None)) {
-                let Net {
-                    conns,
-                    scratch,
-                    start,
-                    ..
-                } = &mut net;
-                let s = &mut seqs[i];
-                result = conns[i].pump(scratch, |f| {
-                    let now_ns = start.elapsed().as_nanos() as u64;
-                    let stamp = match (f.opcode, Stamp::parse(f.payload)) {
-                        (OP_BINARY, Some(stamp))
-                            if f.fin
-                                && f.payload.len() == config.payload
-                                && stamp.kind == KIND_DATA =>
-                        {
-                            stamp
-                        }
-                        _ => {
-                            foreign += 1;
-                            return;
-                        }
-                    };
-                    if stamp.seq >= s.next_send {
-                        foreign += 1;
-                        return;
-                    }
-                    if stamp.seq < s.expected {
-                        duplicates += 1;
-                        return;
-                    }
-                    let skipped = stamp.seq - s.expected;
-                    lost += skipped;
-                    replies += 1 + skipped as usize;
-                    s.expected = stamp.seq + 1;
-                    s.last_rx_ns = now_ns;
-                    if measuring {
-                        deliveries += 1;
-                        hist.saturating_record(now_ns.saturating_sub(stamp.sent_ns));
-                    }
-                });
-            }
-            if replies > 0 && matches!(result, Ok(None)) {
-                burst.clear();
-                let s = &mut seqs[i];
-                for _ in 0..replies {
-                    let stamp = Stamp {
-                        seq: s.next_send,
-                        sent_ns: net.now_ns(),
-                        kind: KIND_DATA,
-                    };
-                    burst.extend_from_slice(frame.stamp(stamp));
-                    s.next_send += 1;
-                }
-                if measuring {
-                    sent += replies as u64;
-                }
-                result = net.conns[i].send(&burst).map(|()| None);
-            }
-            let ended = match result {
-                Ok(ended) => ended,
-                Err(err) => Some(Ended::Error(err.to_string())),
-            };
-            if let Some(how) = ended {
-                if closed < 10 {
-                    eprintln!("bench-load: connection {i} ended: {how}");
-                }
-                net.open[i] = false;
-                closed += 1;
-                let s = &seqs[i];
-                lost += s.next_send - s.expected;
-            }
-        }
+    fn ended(&mut self, i: usize) {
+        let s = &self.seqs[i];
+        self.report.lost += s.next_send - s.expected;
     }
-    let end = Instant::now();
-    let Measured {
-        window_s,
-        server_cpu_ns,
-        backplane_cpu_ns,
-        server_core_busy,
-        server_core_ns,
-        server_rss_kib,
-        loadgen_cpu_ns,
-        loadgen_busy,
-    } = window.finish(end);
+
+    fn report(&mut self) -> &mut Report {
+        &mut self.report
+    }
+}
+
+pub(super) fn run(config: &Config) -> anyhow::Result<Report> {
+    let (mut net, setup_s) = Net::connect_evenly(config)?;
+    let now_ns = net.now_ns();
+    let seqs = vec![
+        Seqs {
+            last_rx_ns: now_ns,
+            ..Seqs::default()
+        };
+        net.conns.len()
+    ];
+    let mut echo = Echo {
+        config,
+        frame: ClientFrame::new(config.payload),
+        seqs,
+        report: Report::empty(config, net.failed, setup_s),
+    };
+    let measured = closed_loop(config, &mut net, &mut echo)?;
+
     let now_ns = net.now_ns();
     let stall_ns = config.loss_timeout.as_nanos() as u64;
-    let stalled = seqs
+    let stalled = echo
+        .seqs
         .iter()
         .zip(&net.open)
         .filter(|(s, open)| **open && s.next_send > s.expected && now_ns - s.last_rx_ns >= stall_ns)
         .count() as u64;
-
-    Ok(Report {
-        mode: config.mode.name(),
-        connections: config.connections,
-        failed: net.failed,
-        closed,
-        in_flight: config.in_flight,
-        payload: config.payload,
-        message: config.message.name(),
-        wire: super::Wire::default(),
-        setup_s,
-        window_s,
-        deliveries,
-        sent,
-        completed: deliveries,
-        latency: hist,
-        lost,
-        duplicates,
-        timed_out: stalled,
-        foreign,
-        ignored: 0,
-        backplane_cpu_ns,
-        server_cpu_ns,
-        server_core_busy,
-        server_core_ns,
-        server_rss_kib,
-        loadgen_cpu_ns,
-        loadgen_busy,
-    })
+    let mut report = echo.report;
+    report.timed_out = stalled;
+    report.completed = report.deliveries;
+    Ok(report.measured(measured))
 }

@@ -16,7 +16,7 @@ const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 /// Longest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// A connection after a successful upgrade.
+/// A connection after a successful upgrade (or, in HTTP mode, once connected).
 #[derive(Debug)]
 pub struct Upgraded {
     /// The socket, already non-blocking.
@@ -57,6 +57,27 @@ pub fn open_many(
         );
     }
     opened
+}
+
+/// Opens `count` plain TCP connections to `addr` (HTTP mode), each handed over like an upgraded one,
+/// with nothing left over.
+pub fn connect_plain(
+    addr: SocketAddr,
+    count: usize,
+    timeout: Duration,
+) -> Vec<io::Result<Upgraded>> {
+    (0..count)
+        .map(|_| {
+            let stream = TcpStream::connect_timeout(&addr, timeout)?;
+            stream.set_nodelay(true)?;
+            stream.set_nonblocking(true)?;
+            Ok(Upgraded {
+                stream,
+                leftover: Vec::new(),
+                extensions: None,
+            })
+        })
+        .collect()
 }
 
 fn send_request(addr: SocketAddr, request: &[u8], timeout: Duration) -> io::Result<TcpStream> {

@@ -1,7 +1,7 @@
 //! The load generator: one thread, raw non-blocking sockets under one `mio` poller, pre-encoded masked
 //! frames, a closed loop of K messages in flight, and the latency of every delivery.
 //!
-//! Three modes:
+//! Five modes:
 //! - [`Mode::Broadcast`]: N subscriber connections and one publisher connection. The publisher keeps K
 //!   messages in flight; a message is complete once every connection (the N subscribers and the
 //!   publisher itself, which the server also sends it to) has received it, and then the next one goes
@@ -11,6 +11,11 @@
 //! - [`Mode::Chat`]: broadcast in the JSON chat protocol of Verb's `rooms` / `cluster` examples, where
 //!   the publisher does not receive its own messages; with several server addresses the subscribers
 //!   are spread over them (cross-node fan-out).
+//! - [`Mode::Idle`]: N WebSockets opened and held with no traffic; the server's resident set size
+//!   before and with them open weighs an idle connection. Then each sends one message to the (echo)
+//!   server and must get it back, which shows they were all alive.
+//! - [`Mode::Http`]: N keep-alive HTTP/1.1 connections, each keeping K `GET` requests in flight
+//!   (K = 1: no pipelining). A delivery is one response.
 //!
 //! Every message carries a sequence number and its send time (nanoseconds since this process started,
 //! so latency is simply receive time minus send time). Each connection checks that it receives every
@@ -30,6 +35,8 @@ mod echo;
 pub mod feed;
 pub mod frame;
 pub mod handshake;
+mod http;
+mod idle;
 pub mod inflate;
 pub mod procstat;
 
@@ -41,7 +48,7 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use mio::{Events, Interest, Poll, Token};
 
-use self::conn::Conn;
+use self::conn::{Conn, Ended};
 pub use self::feed::Message;
 
 /// Which benchmark to run.
@@ -56,6 +63,11 @@ pub enum Mode {
     /// `{"type":"message",..,"text":..}` and the publisher does not receive its own messages;
     /// `welcome` and `system` notices are skipped (and counted as ignored).
     Chat,
+    /// N WebSockets held open with no traffic, to weigh them in the server's memory; then one echo
+    /// on each (the server must be an echo server).
+    Idle,
+    /// N keep-alive HTTP/1.1 connections, each keeping K `GET --path` requests in flight.
+    Http,
 }
 
 impl Mode {
@@ -64,6 +76,8 @@ impl Mode {
             Self::Broadcast => "broadcast",
             Self::Echo => "echo",
             Self::Chat => "chat",
+            Self::Idle => "idle",
+            Self::Http => "http",
         }
     }
 }
@@ -161,6 +175,11 @@ pub struct Report {
     pub server_core_ns: Option<u64>,
     /// The servers' resident set size at the end of the window, KiB (summed).
     pub server_rss_kib: Option<u64>,
+    /// Idle mode: the servers' resident set size before the connections opened, and after each had
+    /// echoed one message, KiB (summed).
+    pub rss_before_kib: Option<u64>,
+    /// See [`Report::rss_before_kib`].
+    pub rss_echoed_kib: Option<u64>,
     /// The load generator's CPU time in the window, nanoseconds.
     pub loadgen_cpu_ns: u64,
     /// Share of the window the load generator's loop had work (not in polls that found nothing):
@@ -189,6 +208,56 @@ pub struct Wire {
 }
 
 impl Report {
+    /// A report of `config`'s run with every count zero and nothing measured yet: the modes fill in
+    /// what they count, then [`Report::measured`] what the window gave.
+    fn empty(config: &Config, failed: usize, setup_s: f64) -> Self {
+        Self {
+            mode: config.mode.name(),
+            connections: config.connections,
+            failed,
+            closed: 0,
+            in_flight: config.in_flight,
+            payload: config.payload,
+            message: config.message.name(),
+            wire: Wire::default(),
+            setup_s,
+            window_s: 0.0,
+            deliveries: 0,
+            sent: 0,
+            completed: 0,
+            latency: histogram(),
+            lost: 0,
+            duplicates: 0,
+            timed_out: 0,
+            foreign: 0,
+            ignored: 0,
+            server_cpu_ns: None,
+            backplane_cpu_ns: None,
+            server_core_busy: None,
+            server_core_ns: None,
+            server_rss_kib: None,
+            rss_before_kib: None,
+            rss_echoed_kib: None,
+            loadgen_cpu_ns: 0,
+            loadgen_busy: 0.0,
+        }
+    }
+
+    /// The report with what the edges of the measured window gave.
+    fn measured(self, measured: Measured) -> Self {
+        Self {
+            window_s: measured.window_s,
+            server_cpu_ns: measured.server_cpu_ns,
+            backplane_cpu_ns: measured.backplane_cpu_ns,
+            server_core_busy: measured.server_core_busy,
+            server_core_ns: measured.server_core_ns,
+            server_rss_kib: measured.server_rss_kib,
+            loadgen_cpu_ns: measured.loadgen_cpu_ns,
+            loadgen_busy: measured.loadgen_busy,
+            ..self
+        }
+    }
+
     /// Deliveries per second.
     pub fn rate(&self) -> f64 {
         self.deliveries as f64 / self.window_s.max(f64::EPSILON)
@@ -259,11 +328,16 @@ impl Report {
             self.server_core_ns
                 .map_or_else(|| "-".to_owned(), |ns| ns.to_string()),
         );
-        kv(
-            "server_rss_kib",
-            self.server_rss_kib
-                .map_or_else(|| "-".to_owned(), |kib| kib.to_string()),
-        );
+        for (key, kib) in [
+            ("server_rss_kib", self.server_rss_kib),
+            ("rss_before_kib", self.rss_before_kib),
+            ("rss_echoed_kib", self.rss_echoed_kib),
+        ] {
+            kv(
+                key,
+                kib.map_or_else(|| "-".to_owned(), |kib| kib.to_string()),
+            );
+        }
         kv("loadgen_cpu_ns", self.loadgen_cpu_ns.to_string());
         kv("loadgen_busy", format!("{:.3}", self.loadgen_busy));
         line
@@ -323,6 +397,14 @@ impl Report {
         if let Some(kib) = self.server_rss_kib {
             let _ = write!(out, "\n  server RSS {:.1} MiB", kib as f64 / 1024.0);
         }
+        if let Some((before, open)) = self.rss_before_kib.zip(self.server_rss_kib) {
+            let per = (open as f64 - before as f64) * 1024.0 / self.connections.max(1) as f64;
+            let _ = write!(
+                out,
+                " with the connections open, {:.1} MiB before: {per:.0} bytes per connection",
+                before as f64 / 1024.0
+            );
+        }
         let _ = write!(
             out,
             "\n  load generator CPU {:.2} cores, busy {:.0}%; setup {:.2} s",
@@ -364,6 +446,8 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
     match config.mode {
         Mode::Broadcast | Mode::Chat => broadcast::run(config),
         Mode::Echo => echo::run(config),
+        Mode::Idle => idle::run(config),
+        Mode::Http => http::run(config),
     }
 }
 
@@ -392,14 +476,18 @@ impl Net {
         let count: usize = placement.iter().map(|&(_, n)| n).sum();
         let mut opened = Vec::with_capacity(count);
         for &(addr, n) in placement {
-            opened.extend(handshake::open_many(
-                addr,
-                &config.path,
-                config.deflate.then_some(inflate::OFFER),
-                n,
-                config.connect_batch,
-                config.setup_timeout,
-            ));
+            opened.extend(if config.mode == Mode::Http {
+                handshake::connect_plain(addr, n, config.setup_timeout)
+            } else {
+                handshake::open_many(
+                    addr,
+                    &config.path,
+                    config.deflate.then_some(inflate::OFFER),
+                    n,
+                    config.connect_batch,
+                    config.setup_timeout,
+                )
+            });
         }
         let mut conns = Vec::with_capacity(count);
         let mut extensions = Vec::with_capacity(count);
@@ -444,10 +532,105 @@ impl Net {
         })
     }
 
+    /// Opens `config.connections` connections spread evenly over the servers, the clock starting
+    /// now; returns them and the seconds that took.
+    fn connect_evenly(config: &Config) -> anyhow::Result<(Self, f64)> {
+        let start = Instant::now();
+        let net = Self::connect(config, &spread(&config.addrs, config.connections), start)?;
+        Ok((net, start.elapsed().as_secs_f64()))
+    }
+
     /// Nanoseconds since the start.
     fn now_ns(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
+}
+
+/// A closed loop where every answer a connection receives releases one new request on it (echo,
+/// HTTP): what differs from mode to mode.
+trait Answers {
+    /// Reads what connection `i` received; returns how many answers came, and how the connection
+    /// ended if it did. Deliveries count only while `measuring`.
+    fn read(
+        &mut self,
+        i: usize,
+        conn: &mut Conn,
+        scratch: &mut [u8],
+        start: Instant,
+        measuring: bool,
+    ) -> std::io::Result<(usize, Option<Ended>)>;
+    /// Appends `n` new requests of connection `i`, sent at `now_ns`, to `burst`.
+    fn requests(&mut self, i: usize, n: usize, now_ns: u64, burst: &mut Vec<u8>);
+    /// Connection `i` ended (what it had in flight is lost).
+    fn ended(&mut self, _i: usize) {}
+    /// The counts.
+    fn report(&mut self) -> &mut Report;
+}
+
+/// Runs a closed loop for the warmup and the window: K requests in flight on every connection, each
+/// answer answered with a new request (all of one read's in one write). Counts closed connections
+/// and the requests sent in the window into the mode's report.
+fn closed_loop(
+    config: &Config,
+    net: &mut Net,
+    mode: &mut impl Answers,
+) -> anyhow::Result<Measured> {
+    let mut events = Events::with_capacity(4096);
+    let mut burst = Vec::new();
+    let mut window = Window::new(config, Instant::now());
+    for i in 0..net.conns.len() {
+        burst.clear();
+        mode.requests(i, config.in_flight, net.now_ns(), &mut burst);
+        if let Err(err) = net.conns[i].send(&burst) {
+            eprintln!("bench-load: connection {i} failed: {err}");
+            net.open[i] = false;
+            mode.report().closed += 1;
+        }
+    }
+    loop {
+        let now = Instant::now();
+        let measuring = window.tick(now);
+        if window.done(now) {
+            break;
+        }
+        window.poll(&mut net.poll, &mut events)?;
+        for event in events.iter() {
+            let i = event.token().0;
+            if !net.open[i] {
+                continue;
+            }
+            let mut result = Ok(None);
+            if event.is_writable() {
+                result = net.conns[i].flush().map(|()| None);
+            }
+            if event.is_readable() && matches!(result, Ok(None)) {
+                let start = net.start;
+                result = match mode.read(i, &mut net.conns[i], &mut net.scratch, start, measuring) {
+                    Ok((answered, None)) if answered > 0 => {
+                        burst.clear();
+                        mode.requests(i, answered, net.now_ns(), &mut burst);
+                        if measuring {
+                            mode.report().sent += answered as u64;
+                        }
+                        net.conns[i].send(&burst).map(|()| None)
+                    }
+                    Ok((_, ended)) => Ok(ended),
+                    Err(err) => Err(err),
+                };
+            }
+            let ended = result.unwrap_or_else(|err| Some(Ended::Error(err.to_string())));
+            if let Some(how) = ended {
+                let closed = &mut mode.report().closed;
+                if *closed < 10 {
+                    eprintln!("bench-load: connection {i} ended: {how}");
+                }
+                *closed += 1;
+                net.open[i] = false;
+                mode.ended(i);
+            }
+        }
+    }
+    Ok(window.finish(Instant::now()))
 }
 
 /// Longest sleep in the poller when not spinning, so timeouts are checked.
@@ -609,16 +792,17 @@ impl Window {
         self.server_pids.iter().map(|&pid| pid_cpu(pid)).sum()
     }
 
-    /// The resident set size of all servers, summed; `None` if there are none or one cannot be read.
     fn server_rss(&self) -> Option<u64> {
-        if self.server_pids.is_empty() {
-            return None;
-        }
-        self.server_pids
-            .iter()
-            .map(|&pid| procstat::rss_kib(pid).ok())
-            .sum()
+        servers_rss(&self.server_pids)
     }
+}
+
+/// The resident set size of all `pids`, summed; `None` if there are none or one cannot be read.
+fn servers_rss(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| procstat::rss_kib(pid).ok()).sum()
 }
 
 /// The CPU time of process `pid`, or `None` (said on stderr) if it cannot be read.
