@@ -37,6 +37,8 @@ const READ_CHUNK: usize = 4096;
 /// A connection with its own compressor (server context takeover) frees it after sending nothing for
 /// this long (or half its idle timeout, if shorter).
 const COMPRESSOR_IDLE: Duration = Duration::from_secs(30);
+/// Most input discarded when a connection ends after the closing handshake.
+const DISCARD_LIMIT: usize = 1024 * 1024;
 /// The send queue size under which reading never pauses, whatever the backpressure limit.
 const MIN_READ_PAUSE: usize = 16 * 1024;
 /// Most buffers handed to one vectored write.
@@ -178,7 +180,12 @@ pub(crate) async fn run(start: Start, req: Request) {
         let written_out =
             engine.abandoned || (engine.writing.is_empty() && !engine.stream.wants_flush());
         match engine.phase {
-            Phase::Done { .. } if written_out => break,
+            Phase::Done { .. } if written_out => {
+                // Input the peer sent after its close frame would turn our close into a reset,
+                // which can destroy the close frame before the peer reads it: discard it first.
+                engine.discard_pending_input();
+                break;
+            }
             Phase::Failing { .. } if written_out && !engine.write_shut => {
                 // Our close frame is out: send FIN so the peer sees the end, and keep reading until it
                 // closes too, so unread input does not turn our close into a reset.
@@ -383,6 +390,20 @@ impl Engine {
     fn read_paused(&self) -> bool {
         let limit = self.ws.shared.backpressure_limit.max(MIN_READ_PAUSE);
         self.ws.shared.buffered.load(Ordering::Acquire) >= limit
+    }
+
+    /// Reads and drops what the socket already holds (at most `DISCARD_LIMIT` bytes), without waiting.
+    fn discard_pending_input(&mut self) {
+        let mut discarded = 0;
+        while discarded < DISCARD_LIMIT {
+            self.rbuf.clear();
+            self.rbuf.reserve(READ_CHUNK);
+            match self.stream.try_read_buf(&mut self.rbuf) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => discarded += read,
+            }
+        }
+        self.rbuf = BytesMut::new();
     }
 
     /// Reads what the socket has. `Ok(false)` means the peer closed the TCP connection.

@@ -291,3 +291,39 @@ async fn bad_handshakes_are_refused_with_http_errors() {
     good.send_text("fine").await;
     assert_eq!(good.recv_text().await, "fine");
 }
+
+/// Input after the peer's close frame is discarded, not left unread: the server's close echo then
+/// ends in a FIN the peer can read to the end, not a reset that may destroy it.
+#[tokio::test]
+async fn input_after_the_close_frame_does_not_reset_the_connection() {
+    let server = server().await;
+    for _ in 0..5 {
+        let mut stream = handshake(server.addr(), "/ws").await;
+        let mut bytes = frame(0x81, b"last words");
+        bytes.extend(frame(0x88, &1000u16.to_be_bytes()));
+        // 64 KiB of frames after the close: they fit in the server's socket buffer, unread.
+        while bytes.len() < 64 * 1024 {
+            bytes.extend(frame(0x82, &[7u8; 1000]));
+        }
+        stream.write_all(&bytes).await.unwrap();
+        let mut data = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut data))
+            .await
+            .expect("the server closes");
+        assert!(read.is_ok(), "the connection was reset: {read:?}");
+        let mut rest = &data[..];
+        let mut frames = Vec::new();
+        while rest.len() >= 2 {
+            let len = (rest[1] & 0x7f) as usize;
+            frames.push((rest[0] & 0x0f, rest[2..2 + len].to_vec()));
+            rest = &rest[2 + len..];
+        }
+        assert_eq!(
+            frames,
+            [
+                (0x1, b"last words".to_vec()),
+                (0x8, 1000u16.to_be_bytes().to_vec())
+            ]
+        );
+    }
+}
