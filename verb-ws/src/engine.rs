@@ -16,6 +16,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tungstenite::protocol::frame::FrameHeader;
@@ -46,10 +48,13 @@ const MAX_IOVECS: usize = 64;
 /// How long a failing connection lingers to let its close frame reach the peer.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// Everything a connection starts with.
+/// Everything a connection starts with, before hyper hands over the socket. Boxed, so the connection's
+/// task keeps only a pointer to it while it waits, and frees it (the upgrade request included) once
+/// `open` has run.
 pub(crate) struct Start {
-    pub(crate) stream: Connection,
-    pub(crate) read_buf: Bytes,
+    pub(crate) on_upgrade: OnUpgrade,
+    /// The upgrade request, given to `open`.
+    pub(crate) req: Request,
     pub(crate) ws: WebSocket,
     pub(crate) handler: Arc<dyn WebSocketHandler>,
     pub(crate) config: Arc<WsConfig>,
@@ -57,6 +62,13 @@ pub(crate) struct Start {
     /// Accepted over capacity: send this, close with 1013, and keep the app out of it.
     pub(crate) over_capacity: Option<String>,
     pub(crate) slot: Option<ConnectionSlot>,
+}
+
+impl Start {
+    /// Moves the value out and frees the box now, not when the variable would go out of scope.
+    fn unbox(start: Box<Start>) -> Start {
+        *start
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +99,8 @@ struct Engine {
     handler: Arc<dyn WebSocketHandler>,
     config: Arc<WsConfig>,
     rbuf: BytesMut,
-    partial: Option<Partial>,
+    /// A fragmented message in progress (boxed: most connections never have one).
+    partial: Option<Box<Partial>>,
     writing: VecDeque<Bytes>,
     phase: Phase,
     last_read: Instant,
@@ -100,9 +113,9 @@ struct Engine {
     /// Past the closing deadline: drop the connection, written out or not.
     abandoned: bool,
     /// The application's `close_after` timer.
-    close_timer: Option<CloseTimer>,
+    close_timer: Option<Box<CloseTimer>>,
     /// permessage-deflate's inbound side, when negotiated.
-    inflater: Option<Inflater>,
+    inflater: Option<Box<Inflater>>,
     /// With server context takeover: when the connection's compressor is given back, unless more is
     /// sent before then.
     compressor_expiry: Option<Instant>,
@@ -117,18 +130,36 @@ enum Event {
     Forced,
 }
 
-/// Runs one connection to its end; `req` is the upgrade request, given to `open`.
-pub(crate) async fn run(start: Start, req: Request) {
+/// Waits for hyper to hand over the upgraded socket, then runs the connection to its end.
+pub(crate) async fn run(mut start: Box<Start>) {
+    let upgraded = match (&mut start.on_upgrade).await {
+        Ok(upgraded) => upgraded,
+        Err(err) => {
+            tracing::debug!(error = %err, "WebSocket upgrade did not complete");
+            return;
+        }
+    };
+    let parts = match upgraded.downcast::<TokioIo<Connection>>() {
+        Ok(parts) => parts,
+        Err(_) => {
+            tracing::error!("WebSocket upgrade over an unsupported transport");
+            return;
+        }
+    };
+    // Out of the box (freeing it) and into the parts this task keeps.
     let Start {
-        stream,
-        read_buf,
+        on_upgrade,
+        req,
         ws,
         handler,
         config,
         lifecycle,
         over_capacity,
         slot,
-    } = start;
+    } = Start::unbox(start);
+    drop(on_upgrade);
+    let stream = parts.io.into_inner();
+    let read_buf = parts.read_buf;
     let _slot = slot;
     let mut engine = Engine {
         stream,
@@ -149,7 +180,12 @@ pub(crate) async fn run(start: Start, req: Request) {
         inflater: None,
         compressor_expiry: None,
     };
-    engine.inflater = engine.ws.shared.deflate.as_ref().map(Inflater::new);
+    engine.inflater = engine
+        .ws
+        .shared
+        .deflate
+        .as_ref()
+        .map(|deflate| Box::new(Inflater::new(deflate)));
     drop(read_buf);
     engine.ws.shared.metrics.open.increment(1.0);
 
@@ -544,23 +580,23 @@ impl Engine {
         match opcode {
             OP_TEXT | OP_BINARY if compressed => {
                 if !is_final {
-                    self.partial = Some(Partial {
+                    self.partial = Some(Box::new(Partial {
                         opcode,
                         data: BytesMut::new(),
                         compressed,
                         wire: payload.len(),
-                    });
+                    }));
                 }
                 self.inflate(opcode, &payload, is_final)
             }
             OP_TEXT | OP_BINARY if is_final => self.deliver(opcode, payload.freeze()),
             OP_TEXT | OP_BINARY => {
-                self.partial = Some(Partial {
+                self.partial = Some(Box::new(Partial {
                     opcode,
                     wire: payload.len(),
                     data: payload,
                     compressed,
-                });
+                }));
                 Ok(())
             }
             OP_CONTINUATION => {

@@ -246,7 +246,7 @@ pub(crate) struct Outbox {
     /// The peer is to be dropped without a close handshake.
     pub(crate) terminate: bool,
     /// A change to the close timer: `Some(None)` cancels it.
-    pub(crate) close_timer: Option<Option<CloseTimer>>,
+    pub(crate) close_timer: Option<Option<Box<CloseTimer>>>,
     /// The connection's own compressor (server context takeover), while it has one.
     pub(crate) compressor: Option<Box<Compressor>>,
     /// The compressor was used since the engine last looked (it frees an unused one).
@@ -552,7 +552,7 @@ impl WebSocket {
             code: code.into(),
             reason: reason.into(),
         };
-        self.shared.lock().close_timer = Some(Some(timer));
+        self.shared.lock().close_timer = Some(Some(Box::new(timer)));
         self.shared.wake();
     }
 

@@ -3,8 +3,7 @@
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
-use verb_core::{Connection, HttpError, IntoResponse, Lifecycle, Request, Response};
+use verb_core::{HttpError, IntoResponse, Lifecycle, Request, Response};
 
 use crate::deflate;
 use crate::engine;
@@ -180,37 +179,17 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
         extensions,
     );
     stats::upgrade(StatusCode::SWITCHING_PROTOCOLS);
-    let handler = endpoint.handler.clone();
-    let config = endpoint.config.clone();
-    let task_lifecycle = lifecycle.clone();
-    lifecycle.spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(err) => {
-                tracing::debug!(error = %err, "WebSocket upgrade did not complete");
-                return;
-            }
-        };
-        let parts = match upgraded.downcast::<TokioIo<Connection>>() {
-            Ok(parts) => parts,
-            Err(_) => {
-                tracing::error!("WebSocket upgrade over an unsupported transport");
-                return;
-            }
-        };
-        let stream = parts.io.into_inner();
-        let start = engine::Start {
-            stream,
-            read_buf: parts.read_buf,
-            ws,
-            handler,
-            config,
-            lifecycle: task_lifecycle,
-            over_capacity,
-            slot,
-        };
-        engine::run(start, req).await;
+    let start = Box::new(engine::Start {
+        on_upgrade,
+        req,
+        ws,
+        handler: endpoint.handler.clone(),
+        config: endpoint.config.clone(),
+        lifecycle: lifecycle.clone(),
+        over_capacity,
+        slot,
     });
+    lifecycle.spawn(engine::run(start));
     response
 }
 
