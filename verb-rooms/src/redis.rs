@@ -459,7 +459,9 @@ async fn subscriber(inner: Arc<Inner>, node: Node) {
                         _ = stopped.changed() => return,
                         message = messages.next() => message,
                         _ = keepalive.tick() => {
-                            let pong = tokio::time::timeout(inner.keepalive, sink.ping::<String>()).await;
+                            let pong = tokio::time::timeout(inner.keepalive, sink.ping::<redis::Value>()).await;
+                            // Any answer proves the link (a subscribed RESP2 connection answers
+                            // PING with an array, not a string).
                             if matches!(pong, Ok(Ok(_))) {
                                 continue;
                             }

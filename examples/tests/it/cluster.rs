@@ -437,6 +437,14 @@ async fn a_silent_link_to_redis_is_replaced() {
         crosses(&mut on_a, &mut on_b, "before").await
     })
     .await;
+    // A healthy link stays up across many keepalive periods: every message crosses.
+    for i in 0..15 {
+        assert!(
+            crosses(&mut on_a, &mut on_b, &format!("steady {i}")).await,
+            "message {i} was lost: the keepalive replaced a healthy link"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     proxy.freeze();
     wait_for("traffic crosses again over a new link", async || {
