@@ -406,24 +406,20 @@ fn deflate_frame(compress: &mut Compress, opcode: u8, payload: &[u8]) -> Option<
 /// The RSV1 bit of the first header byte: "this message is compressed".
 pub(crate) const RSV1: u8 = 0x40;
 
-/// A connection's inbound side: inflates compressed messages, one frame at a time.
+/// A connection's inbound side: inflates whole compressed messages. The engine buffers a fragmented
+/// message's compressed frames (bounded by the wire bytes received, like any fragmented message) and
+/// inflates at its last frame, so an incomplete message never holds inflated output.
 #[derive(Default)]
 pub(crate) struct Inflater {
-    /// The client keeps its context: `stream` lives as long as the connection.
+    /// The client keeps its context: a decompressor of its own, for the connection's life.
     takeover: bool,
-    /// The decompressor of a context-keeping client, or of the fragmented message in progress.
     stream: Option<Box<Decompress>>,
-    /// A compressed message is in progress.
-    in_message: bool,
-    /// What the message in progress inflated to so far.
-    out: Vec<u8>,
 }
 
 impl fmt::Debug for Inflater {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Inflater")
             .field("takeover", &self.takeover)
-            .field("in_message", &self.in_message)
             .finish_non_exhaustive()
     }
 }
@@ -432,65 +428,54 @@ impl Inflater {
     pub(crate) fn new(deflate: &Deflate) -> Self {
         Self {
             takeover: deflate.client_takeover,
-            ..Self::default()
+            stream: None,
         }
     }
 
-    /// Inflates one frame of a compressed message; the whole message once `fin`. Output beyond
-    /// `limit` bytes stops the work at once with [`WsError::MessageTooBig`].
-    pub(crate) fn frame(
-        &mut self,
-        payload: &[u8],
-        fin: bool,
-        limit: usize,
-    ) -> Result<Option<Vec<u8>>, WsError> {
-        if fin && !self.in_message && !self.takeover {
-            // The common case: a single-frame message and no context to keep.
+    /// Inflates one whole compressed message. Output beyond `limit` bytes stops the work at once with
+    /// [`WsError::MessageTooBig`].
+    pub(crate) fn message(&mut self, payload: &[u8], limit: usize) -> Result<Vec<u8>, WsError> {
+        let mut out = Vec::new();
+        if !self.takeover {
+            // No context to keep: one decompressor per thread, reset after every message.
             return SHARED_DECOMPRESSOR.with(|cell| {
                 let Ok(mut shared) = cell.try_borrow_mut() else {
                     return Err(WsError::Protocol("decompressor unavailable"));
                 };
                 let decompress = shared.get_or_insert_with(|| Decompress::new(false));
-                let mut out = Vec::new();
-                // A message may end with a final block (BFINAL), after which no tail is due.
-                let result = inflate(decompress, payload, &mut out, limit).and_then(|ended| {
-                    if ended {
-                        Ok(true)
-                    } else {
-                        inflate(decompress, &SYNC_TAIL, &mut out, limit)
-                    }
-                });
+                let result = inflate_message(decompress, payload, &mut out, limit);
                 decompress.reset(false);
-                result.map(|_| Some(out))
+                result.map(|_| out)
             });
         }
-        self.in_message = true;
         let decompress = self
             .stream
             .get_or_insert_with(|| Box::new(Decompress::new(false)));
-        let ended = inflate(decompress, payload, &mut self.out, limit)?;
-        if !fin {
-            return Ok(None);
+        match inflate_message(decompress, payload, &mut out, limit) {
+            // A final deflate block ends the stream: the next message starts a new one.
+            Ok(true) => self.stream = None,
+            Ok(false) => {}
+            Err(err) => {
+                self.stream = None;
+                return Err(err);
+            }
         }
-        if !ended {
-            inflate(decompress, &SYNC_TAIL, &mut self.out, limit)?;
-        }
-        self.in_message = false;
-        if ended || !self.takeover {
-            // A final deflate block ends the stream; without takeover nothing is kept anyway.
-            self.stream = None;
-        }
-        Ok(Some(std::mem::take(&mut self.out)))
+        Ok(out)
     }
+}
 
-    /// Forgets a message in progress (the connection failed).
-    pub(crate) fn abort(&mut self) {
-        self.in_message = false;
-        self.out = Vec::new();
-        if !self.takeover {
-            self.stream = None;
-        }
+/// Inflates `payload` and then the sync-flush tail RFC 7692 strips, unless the payload already ended
+/// the stream with a final block. Returns whether the stream ended (there, or on the tail).
+fn inflate_message(
+    decompress: &mut Decompress,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<bool, WsError> {
+    if inflate(decompress, payload, out, limit)? {
+        return Ok(true);
     }
+    inflate(decompress, &SYNC_TAIL, out, limit)
 }
 
 /// Feeds `input` to `decompress`, appending to `out`, never letting `out` pass `limit` by more than
@@ -517,7 +502,7 @@ fn inflate(
                 .len()
                 .max((input.len() - consumed).saturating_mul(4))
                 .max(MIN_INFLATE_STEP)
-                .min(limit + 1 - out.len());
+                .min(limit.saturating_add(1) - out.len());
             out.reserve_exact(want.max(1));
         }
         let before_out = out.len();
@@ -678,10 +663,7 @@ mod tests {
             _ => 2,
         };
         let mut inflater = Inflater::default();
-        inflater
-            .frame(&frame[header..], true, usize::MAX / 2)
-            .unwrap()
-            .unwrap()
+        inflater.message(&frame[header..], usize::MAX).unwrap()
     }
 
     #[test]
@@ -724,7 +706,7 @@ mod tests {
             ..Inflater::default()
         };
         for frame in [first, second] {
-            let out = inflater.frame(&frame[2..], true, 1 << 20).unwrap().unwrap();
+            let out = inflater.message(&frame[2..], 1 << 20).unwrap();
             assert_eq!(out, payload);
         }
     }
@@ -741,18 +723,13 @@ mod tests {
         let zeros = vec![0u8; 8 << 20];
         let frame = compress_shared(&deflate, 0x2, &zeros).unwrap();
         let mut inflater = Inflater::default();
-        let err = inflater.frame(&frame[4..], true, 1 << 20).unwrap_err();
+        let err = inflater.message(&frame[4..], 1 << 20).unwrap_err();
         assert!(matches!(err, WsError::MessageTooBig { size, .. } if size <= (1 << 20) + 1));
         // Under a larger limit the same frame is a legitimate message, inflated whole.
-        let out = inflater
-            .frame(&frame[4..], true, 16 << 20)
-            .unwrap()
-            .unwrap();
+        let out = inflater.message(&frame[4..], 16 << 20).unwrap();
         assert_eq!(out.len(), 8 << 20);
         assert!(out.iter().all(|&b| b == 0));
-        let err = inflater
-            .frame(&[0xff, 0xff, 0xff], true, 1 << 20)
-            .unwrap_err();
+        let err = inflater.message(&[0xff, 0xff, 0xff], 1 << 20).unwrap_err();
         assert!(matches!(err, WsError::InvalidCompressedData), "{err:?}");
     }
 }

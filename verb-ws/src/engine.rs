@@ -87,7 +87,7 @@ enum Phase {
 struct Partial {
     opcode: u8,
     data: BytesMut,
-    /// The message is compressed: `data` stays empty and the inflater collects the output.
+    /// The message is compressed (RSV1 on its first frame): `data` is inflated once it is whole.
     compressed: bool,
     /// Bytes of the message received on the wire so far.
     wire: usize,
@@ -373,6 +373,8 @@ impl Engine {
 
     /// Writes as much as the socket takes without waiting.
     fn flush(&mut self) -> io::Result<()> {
+        // While reading is paused, the peer's reading of our backlog is what shows it is alive.
+        let paused = self.read_paused();
         if self.stream.wants_flush() {
             self.stream.try_flush()?;
         }
@@ -390,6 +392,10 @@ impl Engine {
                 Err(err) => return Err(err),
             };
             self.ws.shared.buffered.fetch_sub(written, Ordering::AcqRel);
+            if paused {
+                self.last_read = Instant::now();
+                self.ping_sent = false;
+            }
             let mut left = written;
             while left > 0 {
                 let Some(front) = self.writing.front_mut() else {
@@ -578,18 +584,7 @@ impl Engine {
         payload: BytesMut,
     ) -> Result<(), WsError> {
         match opcode {
-            OP_TEXT | OP_BINARY if compressed => {
-                if !is_final {
-                    self.partial = Some(Box::new(Partial {
-                        opcode,
-                        data: BytesMut::new(),
-                        compressed,
-                        wire: payload.len(),
-                    }));
-                }
-                self.inflate(opcode, &payload, is_final)
-            }
-            OP_TEXT | OP_BINARY if is_final => self.deliver(opcode, payload.freeze()),
+            OP_TEXT | OP_BINARY if is_final => self.complete(opcode, compressed, payload),
             OP_TEXT | OP_BINARY => {
                 self.partial = Some(Box::new(Partial {
                     opcode,
@@ -606,19 +601,12 @@ impl Engine {
                     ));
                 };
                 partial.wire += payload.len();
-                let (opcode, compressed) = (partial.opcode, partial.compressed);
-                if compressed {
-                    if is_final {
-                        self.partial = None;
-                    }
-                    return self.inflate(opcode, &payload, is_final);
-                }
                 partial.data.extend_from_slice(&payload);
                 if is_final {
                     let Some(done) = self.partial.take() else {
                         return Ok(());
                     };
-                    self.deliver(done.opcode, done.data.freeze())
+                    self.complete(done.opcode, done.compressed, done.data)
                 } else {
                     Ok(())
                 }
@@ -635,16 +623,18 @@ impl Engine {
         }
     }
 
-    /// Inflates one frame of a compressed message, and delivers the message after its last frame.
-    fn inflate(&mut self, opcode: u8, payload: &[u8], is_final: bool) -> Result<(), WsError> {
+    /// A whole message has arrived: inflate it if it is compressed, then deliver it.
+    fn complete(&mut self, opcode: u8, compressed: bool, payload: BytesMut) -> Result<(), WsError> {
+        if !compressed {
+            return self.deliver(opcode, payload.freeze());
+        }
         let limit = self.config.max_payload_length;
         let Some(inflater) = self.inflater.as_mut() else {
             return Err(WsError::Protocol("RSV1 set without a negotiated extension"));
         };
-        match inflater.frame(payload, is_final, limit)? {
-            Some(message) => self.deliver(opcode, Bytes::from(message)),
-            None => Ok(()),
-        }
+        let message = inflater.message(&payload, limit)?;
+        drop(payload);
+        self.deliver(opcode, Bytes::from(message))
     }
 
     fn deliver(&mut self, opcode: u8, payload: Bytes) -> Result<(), WsError> {
@@ -699,9 +689,11 @@ impl Engine {
             }
         };
         if self.phase == Phase::Open {
-            // Echo the peer's code, as RFC 6455 §5.5.1 asks, then close the TCP connection.
-            self.push_control(close_frame(code, ""));
+            // Echo the peer's code, as RFC 6455 §5.5.1 asks, then close the TCP connection. The
+            // state changes first: a send racing in from another task then sees it under the
+            // queue's lock and cannot follow the close frame.
             self.ws.shared.set_state(STATE_CLOSING);
+            self.push_control(close_frame(code, ""));
             self.outcome = Some((code.unwrap_or(CloseCode::NO_STATUS), reason.to_owned()));
         }
         self.phase = Phase::Done {
@@ -715,8 +707,8 @@ impl Engine {
         if self.phase != Phase::Open {
             return;
         }
-        self.push_control(close_frame(Some(code), reason));
         self.ws.shared.set_state(STATE_CLOSING);
+        self.push_control(close_frame(Some(code), reason));
         self.outcome = Some((code, reason.to_owned()));
         self.phase = Phase::Closing {
             deadline: Instant::now() + self.config.close_timeout,
@@ -739,14 +731,11 @@ impl Engine {
                 WsError::IdleTimeout => "idle timeout",
                 _ => "protocol error",
             };
-            self.push_control(close_frame(Some(code), reason));
             self.ws.shared.set_state(STATE_CLOSING);
+            self.push_control(close_frame(Some(code), reason));
             self.outcome = Some((code, reason.to_owned()));
         }
         self.partial = None;
-        if let Some(inflater) = self.inflater.as_mut() {
-            inflater.abort();
-        }
         self.rbuf.clear();
         self.phase = Phase::Failing {
             deadline: Instant::now() + LINGER,
@@ -810,6 +799,13 @@ impl Engine {
                 let Some(idle) = self.config.idle_timeout else {
                     return;
                 };
+                if now >= self.last_read + idle && self.read_paused() {
+                    // Not reading by our own choice: a peer that is still taking our backlog is
+                    // alive (the socket may not have signalled writability since its buffer filled).
+                    if let Err(err) = self.flush() {
+                        tracing::debug!(id = self.ws.id(), error = %err, "write failed");
+                    }
+                }
                 if now >= self.last_read + idle {
                     self.fail(WsError::IdleTimeout);
                 } else if !self.ping_sent && now >= self.last_read + idle / 2 {

@@ -168,6 +168,12 @@ pub(crate) fn put_header(buf: &mut BytesMut, opcode: u8, payload: usize) {
     }
 }
 
+/// Whether a payload of `len` bytes is worth compressing (never an empty one: zlib has nothing to
+/// flush for it).
+fn compresses(deflate: &Deflate, len: usize) -> bool {
+    len >= deflate.threshold.max(1)
+}
+
 /// Queues an uncompressed data frame; returns the bytes queued.
 fn push_plain(frames: &mut VecDeque<Bytes>, opcode: u8, payload: Bytes) -> usize {
     let len = payload.len();
@@ -274,6 +280,14 @@ impl Shared {
         self.state.store(state, Ordering::Release);
     }
 
+    /// Whether a send would be queued now (not closing, queue under the limit): compression is
+    /// skipped for sends that would be dropped anyway.
+    fn accepts(&self) -> bool {
+        let buffered = self.buffered.load(Ordering::Acquire);
+        self.state.load(Ordering::Acquire) == OPEN
+            && (buffered < self.backpressure_limit || buffered == 0)
+    }
+
     pub(crate) fn wake(&self) {
         if !self.corked.load(Ordering::Acquire) {
             self.wake.notify_one();
@@ -285,6 +299,11 @@ impl Shared {
             return SendStatus::Dropped;
         }
         let mut outbox = self.lock();
+        // Again under the lock: the engine changes the state before it queues a close frame or
+        // clears the queue, so nothing queued here can follow either.
+        if self.state.load(Ordering::Acquire) != OPEN {
+            return SendStatus::Dropped;
+        }
         let before = self.buffered.load(Ordering::Acquire);
         if before >= self.backpressure_limit && before > 0 {
             outbox.wants_drain = true;
@@ -424,10 +443,10 @@ impl WebSocket {
     pub fn send_prepared(&self, message: &PreparedMessage) -> SendStatus {
         let len = message.payload.len();
         let status = match self.shared.deflate {
-            Some(deflate) if len >= deflate.threshold && deflate.server_takeover => {
+            Some(deflate) if compresses(&deflate, len) && deflate.server_takeover => {
                 self.send_dedicated(deflate, message.opcode, message.payload.clone())
             }
-            Some(deflate) if len >= deflate.threshold => {
+            Some(deflate) if compresses(&deflate, len) && self.shared.accepts() => {
                 let frame = message
                     .deflated(&deflate)
                     .unwrap_or_else(|| message.frame.clone());
@@ -442,10 +461,10 @@ impl WebSocket {
     fn send_frame(&self, opcode: u8, payload: Bytes) -> SendStatus {
         let len = payload.len();
         let status = match self.shared.deflate {
-            Some(deflate) if len >= deflate.threshold && deflate.server_takeover => {
+            Some(deflate) if compresses(&deflate, len) && deflate.server_takeover => {
                 self.send_dedicated(deflate, opcode, payload)
             }
-            Some(deflate) if len >= deflate.threshold => {
+            Some(deflate) if compresses(&deflate, len) && self.shared.accepts() => {
                 match deflate::compress_shared(&deflate, opcode, &payload) {
                     Some(frame) => self.enqueue_frame(frame),
                     None => self.enqueue_plain(opcode, payload),

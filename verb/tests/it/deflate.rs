@@ -374,12 +374,14 @@ async fn a_deflate_bomb_closes_with_1009() {
     assert_eq!(close_code(&mut stream).await, Some(1009));
 
     let (mut stream, _) = handshake(server.addr(), "/ws", offer).await;
-    let mut chunks = bomb.chunks(1024);
-    let mut bytes = frame(RSV1 | 0x2, chunks.next().unwrap());
-    for chunk in chunks {
-        bytes.extend(frame(0x00, chunk));
+    // Fragments are kept compressed (memory bounded by what arrived) and inflated when the message
+    // is whole, so the bomb goes off at its last frame.
+    let chunks: Vec<&[u8]> = bomb.chunks(1024).collect();
+    let mut bytes = frame(RSV1 | 0x2, chunks[0]);
+    for (i, chunk) in chunks.iter().enumerate().skip(1) {
+        let fin = if i == chunks.len() - 1 { 0x80 } else { 0x00 };
+        bytes.extend(frame(fin, chunk));
     }
-    // The server closes before the last fragments; it may reset what it no longer reads.
     let _ = stream.write_all(&bytes).await;
     assert_eq!(close_code(&mut stream).await, Some(1009));
 
@@ -451,6 +453,26 @@ async fn context_takeover_when_configured() {
         sizes[2] < sizes[0] / 4,
         "client context accepted: {sizes:?}"
     );
+
+    // A message whose stripped tail completes a final (BFINAL) empty block ends the client's stream;
+    // the next message starts a new one.
+    let mut fresh = Compress::new(flate2::Compression::default(), false);
+    let mut ended = deflate(&mut fresh, text.as_bytes());
+    ended.extend_from_slice(&[0, 0, 0xff, 0xff, 0x01]);
+    stream
+        .write_all(&frame(0x80 | RSV1 | 0x1, &ended))
+        .await
+        .unwrap();
+    let (_, payload) = read_frame(&mut stream).await;
+    assert_eq!(inflate(&mut inflater, &payload), text.as_bytes());
+    let next = deflate_once(text.as_bytes());
+    stream
+        .write_all(&frame(0x80 | RSV1 | 0x1, &next))
+        .await
+        .unwrap();
+    let (first, payload) = read_frame(&mut stream).await;
+    assert_eq!(first, 0x80 | RSV1 | 0x1, "the next message is accepted");
+    assert_eq!(inflate(&mut inflater, &payload), text.as_bytes());
 }
 
 /// One publish to a room reaches compressing receivers compressed and the others plain.

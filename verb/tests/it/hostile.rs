@@ -200,3 +200,57 @@ async fn a_slow_body_does_not_hold_up_others() {
     assert_eq!(crate::raw::status_of(&response), 408, "{response}");
     assert_eq!(server.get("/").await.text(), "ok", "served after");
 }
+
+/// A peer that reads a large backlog slowly is alive, even though the server stops reading from it
+/// while the backlog is over the limit: its reading is what keeps the idle timeout away.
+#[tokio::test]
+async fn a_slow_reader_draining_a_backlog_is_not_idle() {
+    const SIZE: usize = 16 << 20;
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .idle_timeout(Duration::from_secs(1))
+            .backpressure_limit(64 * 1024)
+            .open(|ws: &WebSocket, _req: &Request| {
+                ws.send(Message::binary(vec![b'x'; SIZE]));
+            })
+            .message(|ws: &WebSocket, msg: Message| {
+                ws.send(msg);
+            }),
+    );
+    let server = TestServer::start(app).await;
+    // Read at about 4 MB/s: beyond what socket buffers hold, the backlog stays in the server's queue,
+    // over the limit, for a few idle timeouts.
+    let mut slow = handshake(server.addr(), "/ws").await;
+    let mut remaining = 10 + SIZE;
+    let mut buf = vec![0u8; 256 * 1024];
+    while remaining > 0 {
+        let want = remaining.min(buf.len());
+        let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf[..want]))
+            .await
+            .expect("data keeps coming")
+            .expect("read");
+        assert!(n > 0, "closed while draining, {remaining} bytes short");
+        assert!(
+            !(remaining == 10 + SIZE && buf[0] == 0x88),
+            "closed instead of sending"
+        );
+        remaining -= n;
+        // The peer talks too (the server, paused, reads it only once the backlog is down).
+        slow.write_all(&masked(0x89, b"hb")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    // Still open: an echo comes back (after the server's idle ping, if any).
+    slow.write_all(&masked(0x81, b"still here")).await.unwrap();
+    let mut got = Vec::new();
+    while !got.ends_with(b"still here") {
+        let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf))
+            .await
+            .expect("the echo arrives")
+            .expect("read");
+        assert!(n > 0, "closed: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+        assert!(!got.starts_with(&[0x88]), "closed: {got:?}");
+    }
+}
