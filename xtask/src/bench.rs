@@ -1506,11 +1506,14 @@ fn render_markdown(rows: &[Row], opts: &Options, pinned: bool) -> String {
                 md.push_str(&run_table(suite, &suite_rows));
             }
         }
-        if suite == Suite::Broadcast {
+        // A smoke run's tiny loads and debug builds say nothing about the targets.
+        if suite == Suite::Broadcast && opts.size != Size::Smoke {
             md.push_str(&broadcast_targets(&suite_rows));
         }
     }
-    md.push_str(&issue9_targets(rows));
+    if opts.size != Size::Smoke {
+        md.push_str(&issue9_targets(rows));
+    }
     md
 }
 
