@@ -11,8 +11,9 @@ use verb::prelude::*;
 use verb::test::TestServer;
 use verb::{Compression, Rooms};
 
+use crate::ws_raw::frame;
+
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 const RSV1: u8 = 0x40;
 
 /// An echo server with compression, a 64 KiB payload limit, and a `/room` that relays to everyone.
@@ -71,25 +72,6 @@ async fn handshake(addr: SocketAddr, path: &str, extensions: Option<&str>) -> (T
 fn extensions_of(head: &str) -> Option<&str> {
     head.lines()
         .find_map(|line| line.strip_prefix("sec-websocket-extensions: "))
-}
-
-/// A masked client frame with the given first byte (FIN, RSV, opcode).
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    match payload.len() {
-        len @ 0..=125 => out.push(0x80 | len as u8),
-        len @ 126..=65535 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    out
 }
 
 /// `data` deflated as RFC 7692 §7.2.1 says: raw deflate, sync flush, the 4-byte tail removed.

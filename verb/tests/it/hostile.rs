@@ -9,17 +9,7 @@ use tokio::net::TcpStream;
 use verb::prelude::*;
 use verb::test::{TestServer, TestWs};
 
-use crate::ws_raw::{close_code, handshake, read_frames_to_close};
-
-const MASK: [u8; 4] = [0x0f, 0xf0, 0x55, 0xaa];
-
-fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() <= 125);
-    let mut out = vec![first, 0x80 | payload.len() as u8];
-    out.extend_from_slice(&MASK);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    out
-}
+use crate::ws_raw::{close_code, frame, handshake, read_frames_to_close};
 
 /// Echo on `/ws` (with `idle` as its idle timeout) and on `/good` (for the well-behaved client).
 async fn echo_server(idle: Duration) -> TestServer {
@@ -53,7 +43,7 @@ async fn a_flood_from_a_peer_that_never_reads_is_bounded_then_dropped() {
     let mut good = server.ws("/good").await;
     for first in [0x89u8, 0x81] {
         let mut flooder = handshake(server.addr(), "/ws").await;
-        let frame = masked(first, &[b'p'; 125]);
+        let frame = frame(first, &[b'p'; 125]);
         let burst: Vec<u8> = frame
             .iter()
             .copied()
@@ -126,7 +116,7 @@ async fn a_peer_that_never_reads_costs_at_most_the_backpressure_limit() {
     let server = TestServer::start(app).await;
     let mut good = server.ws("/ws").await;
     let mut silent = handshake(server.addr(), "/ws").await;
-    silent.write_all(&masked(0x81, b"flood")).await.unwrap();
+    silent.write_all(&frame(0x81, b"flood")).await.unwrap();
     let (queued, most) = loop {
         if let Some(outcome) = *outcome.lock().unwrap() {
             break outcome;
@@ -160,18 +150,14 @@ async fn a_peer_that_never_reads_costs_at_most_the_backpressure_limit() {
 async fn protocol_violations_get_exact_codes_while_others_are_served() {
     let server = echo_server(Duration::from_secs(60)).await;
     let mut good = server.ws("/good").await;
-    let mut utf8 = masked(0x01, &[b'a', 0xC3]);
-    utf8.extend(masked(0x80, &[0x28]));
+    let mut utf8 = frame(0x01, &[b'a', 0xC3]);
+    utf8.extend(frame(0x80, &[0x28]));
     let cases: [(&str, Vec<u8>, u16); 6] = [
-        (
-            "close code 1005",
-            masked(0x88, &1005u16.to_be_bytes()),
-            1002,
-        ),
-        ("close with a 1-byte payload", masked(0x88, &[0x03]), 1002),
-        ("continuation without a start", masked(0x80, b"x"), 1002),
-        ("fragmented ping", masked(0x09, b"p"), 1002),
-        ("reserved opcode", masked(0x83, b"x"), 1002),
+        ("close code 1005", frame(0x88, &1005u16.to_be_bytes()), 1002),
+        ("close with a 1-byte payload", frame(0x88, &[0x03]), 1002),
+        ("continuation without a start", frame(0x80, b"x"), 1002),
+        ("fragmented ping", frame(0x09, b"p"), 1002),
+        ("reserved opcode", frame(0x83, b"x"), 1002),
         ("invalid UTF-8 across fragments", utf8, 1007),
     ];
     for (name, bytes, code) in cases {
@@ -238,11 +224,11 @@ async fn a_slow_reader_draining_a_backlog_is_not_idle() {
         );
         remaining -= n;
         // The peer talks too (the server, paused, reads it only once the backlog is down).
-        slow.write_all(&masked(0x89, b"hb")).await.unwrap();
+        slow.write_all(&frame(0x89, b"hb")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     // Still open: an echo comes back (after the server's idle ping, if any).
-    slow.write_all(&masked(0x81, b"still here")).await.unwrap();
+    slow.write_all(&frame(0x81, b"still here")).await.unwrap();
     let mut got = Vec::new();
     while !got.ends_with(b"still here") {
         let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf))

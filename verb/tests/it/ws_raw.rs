@@ -39,7 +39,7 @@ pub(crate) async fn handshake(addr: SocketAddr, path: &str) -> TcpStream {
 }
 
 /// A masked client frame with the given first byte (FIN, RSV, opcode) and payload.
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![first];
     match payload.len() {
         len @ 0..=125 => out.push(0x80 | len as u8),
