@@ -13,7 +13,6 @@ use verb::{Compression, Rooms};
 
 use crate::ws_raw::frame;
 
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const RSV1: u8 = 0x40;
 
 /// An echo server with compression, a 64 KiB payload limit, and a `/room` that relays to everyone.
@@ -46,27 +45,10 @@ async fn server(compression: Compression) -> TestServer {
 
 /// Upgrades a raw socket, offering `extensions` if given; returns the socket and the response head.
 async fn handshake(addr: SocketAddr, path: &str, extensions: Option<&str>) -> (TcpStream, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     let offer = extensions
         .map(|e| format!("sec-websocket-extensions: {e}\r\n"))
         .unwrap_or_default();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: {KEY}\r\nsec-websocket-version: 13\r\n{offer}\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0];
-        assert_eq!(
-            stream.read(&mut byte).await.unwrap(),
-            1,
-            "closed during handshake"
-        );
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
-    (stream, head)
+    crate::ws_raw::handshake_with(addr, path, &offer).await
 }
 
 fn extensions_of(head: &str) -> Option<&str> {

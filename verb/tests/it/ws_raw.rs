@@ -13,9 +13,19 @@ const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
 
 /// Upgrades a raw socket to `path`, reading exactly the 101 response head.
 pub(crate) async fn handshake(addr: SocketAddr, path: &str) -> TcpStream {
+    handshake_with(addr, path, "").await.0
+}
+
+/// As [`handshake`], with `extra` header lines (each ending in CRLF) in the request; returns the
+/// socket and the response head, lowercased.
+pub(crate) async fn handshake_with(
+    addr: SocketAddr,
+    path: &str,
+    extra: &str,
+) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: {KEY}\r\nsec-websocket-version: 13\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: {KEY}\r\nsec-websocket-version: 13\r\n{extra}\r\n"
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut head = Vec::new();
@@ -28,14 +38,13 @@ pub(crate) async fn handshake(addr: SocketAddr, path: &str) -> TcpStream {
         );
         head.push(byte[0]);
     }
-    let head = String::from_utf8(head).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(
-        head.to_ascii_lowercase()
-            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
         "{head}"
     );
-    stream
+    (stream, head)
 }
 
 /// A masked client frame with the given first byte (FIN, RSV, opcode) and payload.
