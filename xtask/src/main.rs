@@ -82,6 +82,15 @@ fn ci() -> Result<()> {
     step("docs", doc)?;
     // The fuzz targets build and run clean for a few seconds each (`cargo xtask fuzz` runs longer).
     fuzz(&["--time".to_owned(), "10".to_owned()])?;
+    // The benchmark harness runs end to end: every suite and server once, tiny and brief (no targets
+    // are judged on this; `cargo xtask bench` is the real run).
+    eprintln!("\n==> bench smoke round");
+    let bench_started = Instant::now();
+    bench::bench(&["--smoke".to_owned()])?;
+    eprintln!(
+        "==> bench smoke round: ok in {:.0?}",
+        bench_started.elapsed()
+    );
 
     eprintln!("\nxtask ci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
