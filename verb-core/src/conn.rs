@@ -96,6 +96,29 @@ impl Connection {
         self.tcp().writable().await
     }
 
+    /// Polls until a read may make progress, like [`readable`](Self::readable) without a future: only
+    /// the waker of the latest call is woken. For tasks that poll the socket on their own terms.
+    ///
+    /// # Errors
+    ///
+    /// When the socket fails.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.more_plaintext {
+            return Poll::Ready(Ok(()));
+        }
+        self.tcp().poll_read_ready(cx)
+    }
+
+    /// Polls until a write may make progress, like [`writable`](Self::writable) without a future:
+    /// only the waker of the latest call is woken.
+    ///
+    /// # Errors
+    ///
+    /// When the socket fails.
+    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp().poll_write_ready(cx)
+    }
+
     /// Reads what is available into `buf`'s spare capacity without waiting: `Ok(0)` is the end of the
     /// stream, `WouldBlock` means nothing is available yet.
     ///

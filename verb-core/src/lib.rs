@@ -45,6 +45,7 @@ mod handler;
 mod request;
 mod response;
 mod server;
+mod stop;
 mod tls;
 
 pub use conn::Connection;
@@ -53,6 +54,7 @@ pub use handler::{BoxFuture, BoxHandler, BoxMiddleware, Chain, Handler, Middlewa
 pub use request::{InvalidParam, Params, Request, RequestBuilder};
 pub use response::{Html, IntoResponse, Json, Response};
 pub use server::{Lifecycle, Server, ServerConfig, ServerHandle, shutdown_signal};
+pub use stop::{StopListener, StopRegistration, StopSignal};
 pub use tls::{DevCertificate, TlsConfig, TlsError};
 
 pub use bytes::Bytes;

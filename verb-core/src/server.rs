@@ -5,8 +5,8 @@ use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,6 +27,7 @@ use crate::error::{Error, HttpError, ListenAddr};
 use crate::handler::{BoxHandler, Handler};
 use crate::request::Request;
 use crate::response::{IntoResponse, Response};
+use crate::stop::{Listeners, StopListener, StopRegistration, StopSignal};
 use crate::tls::TlsConfig;
 
 /// Limits and timeouts of a [`Server`].
@@ -288,6 +289,7 @@ impl Server {
             shutdown: CancellationToken::new(),
             force: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            listeners: Arc::default(),
             open: AtomicUsize::new(0),
             stopped: CancellationToken::new(),
             shutdown_timeout: self.config.shutdown_timeout,
@@ -297,6 +299,7 @@ impl Server {
                 shutdown: inner.shutdown.clone(),
                 force: inner.force.clone(),
                 tracker: inner.tracker.clone(),
+                listeners: Arc::clone(&inner.listeners),
             },
             http1: self.config.http1(),
             body_limit: self.config.body_limit,
@@ -381,6 +384,8 @@ struct HandleInner {
     /// Cancelled when the graceful stop's deadline passes: drop what is left.
     force: CancellationToken,
     tracker: TaskTracker,
+    /// Connections told of the stop without a future of their own.
+    listeners: Arc<Listeners>,
     open: AtomicUsize,
     /// Cancelled once the server has fully stopped.
     stopped: CancellationToken,
@@ -422,6 +427,7 @@ impl ServerHandle {
     pub async fn stop_within(&self, timeout: Duration) -> Result<(), Error> {
         let inner = &self.inner;
         inner.shutdown.cancel();
+        inner.listeners.notify(StopSignal::Graceful);
         inner.tracker.close();
         let result = match tokio::time::timeout(timeout, inner.tracker.wait()).await {
             Ok(()) => Ok(()),
@@ -433,6 +439,7 @@ impl ServerHandle {
                     "graceful stop timed out; dropping connections"
                 );
                 inner.force.cancel();
+                inner.listeners.notify(StopSignal::Forced);
                 inner.tracker.wait().await;
                 Err(Error::ShutdownTimeout { timeout, remaining })
             }
@@ -723,6 +730,7 @@ pub struct Lifecycle {
     shutdown: CancellationToken,
     force: CancellationToken,
     tracker: TaskTracker,
+    listeners: Arc<Listeners>,
 }
 
 impl Lifecycle {
@@ -732,7 +740,38 @@ impl Lifecycle {
             shutdown: CancellationToken::new(),
             force: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            listeners: Arc::default(),
         }
+    }
+
+    /// Registers `listener` to hear each stage of a stop, for as long as the registration is kept.
+    /// A listener registered after a stop began hears the stage reached at once.
+    ///
+    /// This is [`shutdown`](Self::shutdown) and [`forced`](Self::forced) for tasks that poll on their
+    /// own terms and keep no future per wait: a WebSocket engine keeps one pointer per connection
+    /// instead of two futures.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Weak};
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use verb_core::{Lifecycle, StopListener, StopSignal};
+    ///
+    /// struct Flag(AtomicBool);
+    /// impl StopListener for Flag {
+    ///     fn on_stop(&self, _signal: StopSignal) {
+    ///         self.0.store(true, Ordering::Release);
+    ///     }
+    /// }
+    ///
+    /// let lifecycle = Lifecycle::detached();
+    /// let flag = Arc::new(Flag(AtomicBool::new(false)));
+    /// let weak: Weak<dyn StopListener> = Arc::downgrade(&flag) as _;
+    /// let registration = lifecycle.register(weak);
+    /// assert!(!flag.0.load(Ordering::Acquire)); // a detached lifecycle never stops
+    /// drop(registration);
+    /// ```
+    pub fn register(&self, listener: Weak<dyn StopListener>) -> StopRegistration {
+        self.listeners.register(listener)
     }
 
     /// Spawns `task` on the runtime; a graceful stop waits for it.

@@ -9,19 +9,22 @@
 //!   connections.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{self, Cursor, IoSlice};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tungstenite::protocol::frame::FrameHeader;
-use verb_core::{Connection, Lifecycle, Request};
+use verb_core::{Connection, Lifecycle, Request, StopListener};
 
 use crate::attach::{Attachment, Verdict};
 use crate::config::WsConfig;
@@ -30,8 +33,8 @@ use crate::error::WsError;
 use crate::handler::{ConnectionSlot, WebSocketHandler};
 use crate::message::{CloseCode, Message, Utf8Bytes};
 use crate::socket::{
-    CloseTimer, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, STATE_CLOSED,
-    STATE_CLOSING, WebSocket, close_frame, control_frame,
+    CloseTimer, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, SIGNAL_FORCED,
+    SIGNAL_STOP, SIGNAL_WOKEN, STATE_CLOSED, STATE_CLOSING, WebSocket, close_frame, control_frame,
 };
 
 /// Smallest free space a read is offered.
@@ -203,7 +206,15 @@ pub(crate) async fn run(mut start: Box<Start>) {
         engine.process_input();
     }
 
-    let mut shutdown_seen = false;
+    // The server's stop reaches this connection through its shared state, which wakes the task: no
+    // future per connection waits for it.
+    let listener: Weak<dyn StopListener> = Arc::downgrade(&engine.ws.shared) as _;
+    let _stop = lifecycle.register(listener);
+    drop(lifecycle);
+    // One timer, reset to each new deadline; polled only while there is one.
+    let sleep = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(sleep);
+
     loop {
         if engine.collect() {
             break;
@@ -226,33 +237,23 @@ pub(crate) async fn run(mut start: Box<Start>) {
                 // Our close frame is out: send FIN so the peer sees the end, and keep reading until it
                 // closes too, so unread input does not turn our close into a reset.
                 engine.write_shut = true;
-                // Bounded: over TLS the close_notify may not fit into a peer's full window.
-                let _ = tokio::time::timeout(LINGER, engine.stream.shutdown()).await;
+                // Bounded: over TLS the close_notify may not fit into a peer's full window. Boxed:
+                // the task would otherwise keep room for this rare wait all its life.
+                let shutdown = Box::pin(tokio::time::timeout(LINGER, engine.stream.shutdown()));
+                let _ = shutdown.await;
             }
             _ => {}
         }
 
-        let want_write = !engine.writing.is_empty() || engine.stream.wants_flush();
-        let want_read = !engine.read_paused();
-        let deadline = engine.next_deadline();
-        let event = tokio::select! {
-            biased;
-            () = lifecycle.forced() => Event::Forced,
-            () = lifecycle.shutdown(), if !shutdown_seen => Event::Shutdown,
-            ready = engine.stream.readable(), if want_read => Event::Readable(ready),
-            ready = engine.stream.writable(), if want_write => match ready {
-                Ok(()) => Event::Writable,
-                Err(err) => Event::Readable(Err(err)),
-            },
-            () = engine.ws.shared.wake.notified() => Event::Woken,
-            () = sleep_until(deadline), if deadline.is_some() => Event::Timer,
+        let wait = Wait {
+            read: !engine.read_paused(),
+            write: !engine.writing.is_empty() || engine.stream.wants_flush(),
+            deadline: engine.next_deadline(),
         };
+        let event = std::future::poll_fn(|cx| engine.poll_event(cx, wait, sleep.as_mut())).await;
         match event {
             Event::Forced => break,
-            Event::Shutdown => {
-                shutdown_seen = true;
-                engine.start_close(CloseCode::GOING_AWAY, "server shutting down");
-            }
+            Event::Shutdown => engine.start_close(CloseCode::GOING_AWAY, "server shutting down"),
             Event::Readable(Ok(())) => match engine.read() {
                 Ok(true) => engine.process_input(),
                 Ok(false) => {
@@ -275,14 +276,63 @@ pub(crate) async fn run(mut start: Box<Start>) {
     engine.finish();
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
+/// What the engine waits for between two rounds of work.
+#[derive(Clone, Copy)]
+struct Wait {
+    read: bool,
+    write: bool,
+    deadline: Option<Instant>,
 }
 
 impl Engine {
+    /// The next thing to act on, in order of precedence: a server stop, the socket, the handle, the
+    /// timer. Every source keeps its waker in place (the socket's registration, the shared state's
+    /// waker, the timer), so an idle connection's task holds no future but the timer.
+    fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+        wait: Wait,
+        mut sleep: Pin<&mut Sleep>,
+    ) -> Poll<Event> {
+        let shared = &self.ws.shared;
+        // Register before looking, so a signal sent in between still wakes the task.
+        shared.waker.register(cx.waker());
+        let signals = shared.signals.swap(0, Ordering::AcqRel);
+        if signals & SIGNAL_FORCED != 0 {
+            return Poll::Ready(Event::Forced);
+        }
+        if signals & SIGNAL_STOP != 0 {
+            // A wake-up that came with it is not lost: every round collects the queue first.
+            return Poll::Ready(Event::Shutdown);
+        }
+        if wait.read {
+            if let Poll::Ready(ready) = self.stream.poll_read_ready(cx) {
+                // Anything else signalled is seen on the next round, which collects first.
+                return Poll::Ready(Event::Readable(ready));
+            }
+        }
+        if wait.write {
+            if let Poll::Ready(ready) = self.stream.poll_write_ready(cx) {
+                return Poll::Ready(match ready {
+                    Ok(()) => Event::Writable,
+                    Err(err) => Event::Readable(Err(err)),
+                });
+            }
+        }
+        if signals & SIGNAL_WOKEN != 0 {
+            return Poll::Ready(Event::Woken);
+        }
+        if let Some(deadline) = wait.deadline {
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            if sleep.poll(cx).is_ready() {
+                return Poll::Ready(Event::Timer);
+            }
+        }
+        Poll::Pending
+    }
+
     /// Runs `f` with sends corked: they only queue, and the engine flushes once afterwards.
     fn cork(&mut self, f: impl FnOnce(&mut Self)) {
         self.ws.shared.corked.store(true, Ordering::Release);

@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use atomic_waker::AtomicWaker;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
-use tokio::sync::Notify;
+use verb_core::{StopListener, StopSignal};
 
 use crate::attach::{Attachment, Attachments};
 use crate::deflate::{self, Compressor, Deflate};
@@ -53,6 +54,13 @@ const CLOSING: u8 = 1;
 const CLOSED: u8 = 2;
 pub(crate) const STATE_CLOSING: u8 = CLOSING;
 pub(crate) const STATE_CLOSED: u8 = CLOSED;
+
+/// Something for the engine to look at: queued frames, a close, a timer change.
+pub(crate) const SIGNAL_WOKEN: u8 = 1;
+/// The server began a graceful stop.
+pub(crate) const SIGNAL_STOP: u8 = 2;
+/// The server's graceful stop ran out of time.
+pub(crate) const SIGNAL_FORCED: u8 = 4;
 
 /// Frames at most this long are built as one buffer (header and payload copied together); longer
 /// payloads are queued as their own `Bytes` behind a separate header, without a copy.
@@ -229,7 +237,10 @@ pub(crate) struct Shared {
     pub(crate) state: AtomicU8,
     pub(crate) outbox: Mutex<Outbox>,
     pub(crate) buffered: AtomicUsize,
-    pub(crate) wake: Notify,
+    /// The engine's task, woken by sends from other tasks, by the handle and by a server stop.
+    pub(crate) waker: AtomicWaker,
+    /// What the engine is woken for ([`SIGNAL_WOKEN`], [`SIGNAL_STOP`], [`SIGNAL_FORCED`]).
+    pub(crate) signals: AtomicU8,
     /// Set while the engine runs callbacks: it flushes afterwards, so sends need not wake it.
     pub(crate) corked: AtomicBool,
     pub(crate) backpressure_limit: usize,
@@ -257,6 +268,15 @@ pub(crate) struct Outbox {
     pub(crate) compressor: Option<Box<Compressor>>,
     /// The compressor was used since the engine last looked (it frees an unused one).
     pub(crate) compressed: bool,
+}
+
+impl StopListener for Shared {
+    fn on_stop(&self, signal: StopSignal) {
+        self.signal(match signal {
+            StopSignal::Graceful => SIGNAL_STOP,
+            _ => SIGNAL_FORCED,
+        });
+    }
 }
 
 /// A close the engine performs at a deadline unless cancelled ([`WebSocket::close_after`]).
@@ -288,10 +308,17 @@ impl Shared {
             && (buffered < self.backpressure_limit || buffered == 0)
     }
 
+    /// Wakes the engine unless it is running callbacks (it flushes after those anyway).
     pub(crate) fn wake(&self) {
         if !self.corked.load(Ordering::Acquire) {
-            self.wake.notify_one();
+            self.signal(SIGNAL_WOKEN);
         }
+    }
+
+    /// Wakes the engine with `signal`.
+    pub(crate) fn signal(&self, signal: u8) {
+        self.signals.fetch_or(signal, Ordering::AcqRel);
+        self.waker.wake();
     }
 
     fn enqueue(&self, header_and_payload: impl FnOnce(&mut Outbox) -> usize) -> SendStatus {
@@ -371,7 +398,8 @@ impl WebSocket {
                 state: AtomicU8::new(OPEN),
                 outbox: Mutex::new(Outbox::default()),
                 buffered: AtomicUsize::new(0),
-                wake: Notify::new(),
+                waker: AtomicWaker::new(),
+                signals: AtomicU8::new(0),
                 corked: AtomicBool::new(false),
                 backpressure_limit,
                 close_on_limit,
@@ -539,7 +567,7 @@ impl WebSocket {
             // Nothing sent after `close` may follow the close frame.
             shared.set_state(CLOSING);
         }
-        shared.wake.notify_one();
+        shared.signal(SIGNAL_WOKEN);
     }
 
     /// Closes the connection with `code` and `reason` once `after` has passed, unless
@@ -584,7 +612,7 @@ impl WebSocket {
     /// Drops the connection at once, without a closing handshake.
     pub fn terminate(&self) {
         self.shared.lock().terminate = true;
-        self.shared.wake.notify_one();
+        self.shared.signal(SIGNAL_WOKEN);
     }
 
     /// A value that middleware attached to the upgrade request (such as authenticated claims), kept

@@ -247,3 +247,48 @@ async fn graceful_stop_sends_1001_to_every_websocket_and_closes_each_once() {
     );
     assert_eq!(rooms.connections(), 0);
 }
+
+/// A WebSocket peer that never answers the server's 1001 is dropped when the stop's deadline passes,
+/// not when its own (longer) close timeout would: the stop ends on time, and `close` runs once.
+#[tokio::test]
+async fn a_websocket_that_never_answers_the_stop_is_dropped_at_the_deadline() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+
+    let closes = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&closes);
+    let mut app = verb::create_server();
+    app.config(ServerConfig::new().shutdown_timeout(Duration::from_millis(300)));
+    app.ws(
+        "/ws",
+        Ws::new().close_timeout(Duration::from_secs(3600)).close(
+            move |_ws: &WebSocket, _code: CloseCode, _reason: &str| {
+                seen.fetch_add(1, Ordering::SeqCst);
+            },
+        ),
+    );
+    let server = verb::test::TestServer::start(app).await;
+    let mut silent = crate::ws_raw::handshake(server.addr(), "/ws").await;
+
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(5), server.handle().stop())
+        .await
+        .expect("the stop ends soon after its deadline")
+        .expect_err("the peer holds the stop up until the deadline");
+    assert!(matches!(err, verb::Error::ShutdownTimeout { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(closes.load(Ordering::SeqCst), 1, "close ran once");
+
+    // The peer got the 1001 first, then the end of the connection.
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut received))
+        .await
+        .expect("the server dropped the connection")
+        .ok();
+    assert_eq!(&received[..4], &[0x88, 22, 0x03, 0xE9], "{received:?}");
+}
