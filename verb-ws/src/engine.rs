@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, Sleep};
 use tungstenite::protocol::frame::FrameHeader;
-use verb_core::{Connection, Lifecycle, Request, StopListener};
+use verb_core::{Connection, Lifecycle, Request, StopListener, StopRegistration};
 
 use crate::attach::{Attachment, Verdict};
 use crate::config::WsConfig;
@@ -122,6 +122,10 @@ struct Engine {
     /// With server context takeover: when the connection's compressor is given back, unless more is
     /// sent before then.
     compressor_expiry: Option<Instant>,
+    /// Keeps the connection told of a server stop.
+    _stop: StopRegistration,
+    /// Keeps the connection counted against the endpoint's maximum.
+    _slot: Option<ConnectionSlot>,
 }
 
 enum Event {
@@ -134,19 +138,32 @@ enum Event {
 }
 
 /// Waits for hyper to hand over the upgraded socket, then runs the connection to its end.
-pub(crate) async fn run(mut start: Box<Start>) {
+///
+/// Two steps, so that the task keeps room only for what the connection needs while it lives: the
+/// upgrade request, hyper's parts and the start-up state are gone once `open` has run.
+pub(crate) async fn run(start: Box<Start>) {
+    // The engine is moved into `drive` within the match, so the task keeps no second copy of it.
+    let driving = match connect(start).await {
+        Some(engine) => drive(engine),
+        None => return,
+    };
+    driving.await;
+}
+
+/// Takes over the upgraded socket and runs `open`; `None` when the upgrade did not complete.
+async fn connect(mut start: Box<Start>) -> Option<Engine> {
     let upgraded = match (&mut start.on_upgrade).await {
         Ok(upgraded) => upgraded,
         Err(err) => {
             tracing::debug!(error = %err, "WebSocket upgrade did not complete");
-            return;
+            return None;
         }
     };
     let parts = match upgraded.downcast::<TokioIo<Connection>>() {
         Ok(parts) => parts,
         Err(_) => {
             tracing::error!("WebSocket upgrade over an unsupported transport");
-            return;
+            return None;
         }
     };
     // Out of the box (freeing it) and into the parts this task keeps.
@@ -161,15 +178,16 @@ pub(crate) async fn run(mut start: Box<Start>) {
         slot,
     } = Start::unbox(start);
     drop(on_upgrade);
-    let stream = parts.io.into_inner();
-    let read_buf = parts.read_buf;
-    let _slot = slot;
+    // The server's stop reaches this connection through its shared state, which wakes the task: no
+    // future per connection waits for it.
+    let listener: Weak<dyn StopListener> = Arc::downgrade(&ws.shared) as _;
+    let stop = lifecycle.register(listener);
     let mut engine = Engine {
-        stream,
+        stream: parts.io.into_inner(),
         ws,
         handler,
         config,
-        rbuf: BytesMut::from(&read_buf[..]),
+        rbuf: BytesMut::from(&parts.read_buf[..]),
         partial: None,
         writing: VecDeque::new(),
         phase: Phase::Open,
@@ -182,6 +200,8 @@ pub(crate) async fn run(mut start: Box<Start>) {
         close_timer: None,
         inflater: None,
         compressor_expiry: None,
+        _stop: stop,
+        _slot: slot,
     };
     engine.inflater = engine
         .ws
@@ -189,7 +209,6 @@ pub(crate) async fn run(mut start: Box<Start>) {
         .deflate
         .as_ref()
         .map(|deflate| Box::new(Inflater::new(deflate)));
-    drop(read_buf);
     engine.ws.shared.metrics.open.increment(1.0);
 
     if let Some(message) = over_capacity {
@@ -201,79 +220,86 @@ pub(crate) async fn run(mut start: Box<Start>) {
             engine.callback(|h, ws| h.open(ws, &req));
         });
     }
-    drop(req);
     if !engine.rbuf.is_empty() {
         engine.process_input();
     }
+    Some(engine)
+}
 
-    // The server's stop reaches this connection through its shared state, which wakes the task: no
-    // future per connection waits for it.
-    let listener: Weak<dyn StopListener> = Arc::downgrade(&engine.ws.shared) as _;
-    let _stop = lifecycle.register(listener);
-    drop(lifecycle);
-    // One timer, reset to each new deadline; polled only while there is one.
-    let sleep = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(sleep);
+/// Runs an open connection until it ends, then runs `close`.
+///
+/// Not an `async fn`: one would copy its argument into a second local, and the task would keep room
+/// for both. The block uses the captured engine in place.
+#[allow(clippy::manual_async_fn, reason = "an async fn would hold the engine twice")]
+fn drive(mut engine: Engine) -> impl Future<Output = ()> {
+    async move {
+        // One timer, reset to each new deadline; polled only while there is one.
+        let sleep = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(sleep);
 
-    loop {
-        if engine.collect() {
-            break;
-        }
-        if let Err(err) = engine.flush() {
-            engine.io_error(err);
-            break;
-        }
-        engine.maybe_drain();
-        let written_out =
-            engine.abandoned || (engine.writing.is_empty() && !engine.stream.wants_flush());
-        match engine.phase {
-            Phase::Done { .. } if written_out => {
-                // Input the peer sent after its close frame would turn our close into a reset,
-                // which can destroy the close frame before the peer reads it: discard it first.
-                engine.discard_pending_input();
+        loop {
+            if engine.collect() {
                 break;
             }
-            Phase::Failing { .. } if written_out && !engine.write_shut => {
-                // Our close frame is out: send FIN so the peer sees the end, and keep reading until it
-                // closes too, so unread input does not turn our close into a reset.
-                engine.write_shut = true;
-                // Bounded: over TLS the close_notify may not fit into a peer's full window. Boxed:
-                // the task would otherwise keep room for this rare wait all its life.
-                let shutdown = Box::pin(tokio::time::timeout(LINGER, engine.stream.shutdown()));
-                let _ = shutdown.await;
-            }
-            _ => {}
-        }
-
-        let wait = Wait {
-            read: !engine.read_paused(),
-            write: !engine.writing.is_empty() || engine.stream.wants_flush(),
-            deadline: engine.next_deadline(),
-        };
-        let event = std::future::poll_fn(|cx| engine.poll_event(cx, wait, sleep.as_mut())).await;
-        match event {
-            Event::Forced => break,
-            Event::Shutdown => engine.start_close(CloseCode::GOING_AWAY, "server shutting down"),
-            Event::Readable(Ok(())) => match engine.read() {
-                Ok(true) => engine.process_input(),
-                Ok(false) => {
-                    engine.peer_gone();
-                    break;
-                }
-                Err(err) => {
-                    engine.io_error(err);
-                    break;
-                }
-            },
-            Event::Readable(Err(err)) => {
+            if let Err(err) = engine.flush() {
                 engine.io_error(err);
                 break;
             }
-            Event::Writable | Event::Woken => {}
-            Event::Timer => engine.on_timer(),
+            engine.maybe_drain();
+            let written_out =
+                engine.abandoned || (engine.writing.is_empty() && !engine.stream.wants_flush());
+            match engine.phase {
+                Phase::Done { .. } if written_out => {
+                    // Input the peer sent after its close frame would turn our close into a reset,
+                    // which can destroy the close frame before the peer reads it: discard it first.
+                    engine.discard_pending_input();
+                    break;
+                }
+                Phase::Failing { .. } if written_out && !engine.write_shut => {
+                    // Our close frame is out: send FIN so the peer sees the end, and keep reading until it
+                    // closes too, so unread input does not turn our close into a reset.
+                    engine.write_shut = true;
+                    // Bounded: over TLS the close_notify may not fit into a peer's full window. Boxed:
+                    // the task would otherwise keep room for this rare wait all its life.
+                    let shutdown = Box::pin(tokio::time::timeout(LINGER, engine.stream.shutdown()));
+                    let _ = shutdown.await;
+                }
+                _ => {}
+            }
+
+            let wait = Wait {
+                read: !engine.read_paused(),
+                write: !engine.writing.is_empty() || engine.stream.wants_flush(),
+                deadline: engine.next_deadline(),
+            };
+            let event =
+                std::future::poll_fn(|cx| engine.poll_event(cx, wait, sleep.as_mut())).await;
+            match event {
+                Event::Forced => break,
+                Event::Shutdown => {
+                    engine.start_close(CloseCode::GOING_AWAY, "server shutting down")
+                }
+                Event::Readable(Ok(())) => match engine.read() {
+                    Ok(true) => engine.process_input(),
+                    Ok(false) => {
+                        engine.peer_gone();
+                        break;
+                    }
+                    Err(err) => {
+                        engine.io_error(err);
+                        break;
+                    }
+                },
+                Event::Readable(Err(err)) => {
+                    engine.io_error(err);
+                    break;
+                }
+                Event::Writable | Event::Woken => {}
+                Event::Timer => engine.on_timer(),
+            }
         }
+        engine.finish();
     }
-    engine.finish();
 }
 
 /// What the engine waits for between two rounds of work.
@@ -951,5 +977,32 @@ mod tests {
                 .collect();
             assert_eq!(fast, slow, "length {len}");
         }
+    }
+}
+#[cfg(test)]
+mod size {
+    use std::mem::size_of;
+
+    fn future_size<A, F, Fut>(_: F) -> usize
+    where
+        F: FnOnce(A) -> Fut,
+    {
+        size_of::<Fut>()
+    }
+
+    /// An idle connection's memory is mostly its task, whose future is this. The engine, its timer
+    /// and a little room for the loop: no second copy of the engine, no futures per wait (the idle
+    /// benchmark weighs the whole connection; this catches a regression at compile time's sizes).
+    #[test]
+    fn the_connection_future_holds_the_engine_once_and_no_waiting_futures() {
+        let engine = size_of::<super::Engine>();
+        let sleep = size_of::<tokio::time::Sleep>();
+        let run = future_size(super::run);
+        let drive = future_size(super::drive);
+        assert!(
+            run <= engine + sleep + 128,
+            "run future {run} B: engine {engine} B, timer {sleep} B, drive {drive} B"
+        );
+        assert!(engine <= 320, "engine {engine} B");
     }
 }
