@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io::{self, Cursor, IoSlice};
+use std::io::{self, IoSlice};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -23,7 +23,6 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, Sleep};
-use tungstenite::protocol::frame::FrameHeader;
 use verb_core::{Connection, Lifecycle, Request, StopListener, StopRegistration};
 
 use crate::attach::{Attachment, Verdict};
@@ -230,7 +229,10 @@ async fn connect(mut start: Box<Start>) -> Option<Engine> {
 ///
 /// Not an `async fn`: one would copy its argument into a second local, and the task would keep room
 /// for both. The block uses the captured engine in place.
-#[allow(clippy::manual_async_fn, reason = "an async fn would hold the engine twice")]
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would hold the engine twice"
+)]
 fn drive(mut engine: Engine) -> impl Future<Output = ()> {
     async move {
         // One timer, reset to each new deadline; polled only while there is one.
@@ -565,15 +567,12 @@ impl Engine {
                 self.rbuf.clear();
                 return Ok(());
             }
-            let mut cursor = Cursor::new(&self.rbuf[..]);
-            let (header, len) = match FrameHeader::parse(&mut cursor) {
-                Ok(Some(parsed)) => parsed,
-                Ok(None) => return Ok(()),
-                Err(_) => return Err(WsError::Protocol("malformed frame header")),
+            let Some((header, header_len)) = Header::parse(&self.rbuf) else {
+                return Ok(());
             };
-            let header_len = cursor.position() as usize;
-            let opcode = u8::from(header.opcode);
-            self.check_header(&header, opcode, len)?;
+            let opcode = header.opcode;
+            let len = header.len;
+            self.check_header(&header)?;
             // `check_header` bounded `len` by the payload limit, so it fits in memory.
             let len = len as usize;
             let needed = header_len + len;
@@ -590,7 +589,8 @@ impl Engine {
         }
     }
 
-    fn check_header(&self, header: &FrameHeader, opcode: u8, len: u64) -> Result<(), WsError> {
+    fn check_header(&self, header: &Header) -> Result<(), WsError> {
+        let (opcode, len) = (header.opcode, header.len);
         if header.mask.is_none() {
             return Err(WsError::Protocol("client frames must be masked"));
         }
@@ -941,6 +941,55 @@ impl Engine {
     }
 }
 
+/// A frame header as RFC 6455 §5.2 lays it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    is_final: bool,
+    rsv1: bool,
+    rsv2: bool,
+    rsv3: bool,
+    opcode: u8,
+    /// The payload length as sent (checked against the limit before anything is buffered for it).
+    len: u64,
+    mask: Option<[u8; 4]>,
+}
+
+impl Header {
+    /// Parses the header at the start of `buf`: the header and its length in bytes, or `None` while
+    /// `buf` holds only part of it. Every bit pattern parses; what is allowed is `check_header`'s call.
+    fn parse(buf: &[u8]) -> Option<(Header, usize)> {
+        let (&first, rest) = buf.split_first()?;
+        let (&second, rest) = rest.split_first()?;
+        let (len, rest, mut header_len) = match second & 0x7F {
+            126 => {
+                let (bytes, rest) = rest.split_first_chunk::<2>()?;
+                (u64::from(u16::from_be_bytes(*bytes)), rest, 4)
+            }
+            127 => {
+                let (bytes, rest) = rest.split_first_chunk::<8>()?;
+                (u64::from_be_bytes(*bytes), rest, 10)
+            }
+            short => (u64::from(short), rest, 2),
+        };
+        let mask = if second & 0x80 != 0 {
+            header_len += 4;
+            Some(*rest.first_chunk::<4>()?)
+        } else {
+            None
+        };
+        let header = Header {
+            is_final: first & 0x80 != 0,
+            rsv1: first & 0x40 != 0,
+            rsv2: first & 0x20 != 0,
+            rsv3: first & 0x10 != 0,
+            opcode: first & 0x0F,
+            len,
+            mask,
+        };
+        Some((header, header_len))
+    }
+}
+
 /// XORs `payload` with the client's masking key (RFC 6455 §5.3), eight bytes at a time.
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     let wide = u64::from_ne_bytes([
@@ -960,7 +1009,76 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 
 #[cfg(test)]
 mod tests {
-    use super::unmask;
+    use super::{Header, unmask};
+
+    /// Every length encoding, masked or not, and every prefix of a header is "not yet".
+    #[test]
+    fn headers_parse_as_rfc_6455_lays_them_out() {
+        let mask = [1, 2, 3, 4];
+        let cases: [(&[u8], Header, usize); 4] = [
+            (
+                &[0x81, 0x85, 1, 2, 3, 4],
+                Header {
+                    is_final: true,
+                    rsv1: false,
+                    rsv2: false,
+                    rsv3: false,
+                    opcode: 1,
+                    len: 5,
+                    mask: Some(mask),
+                },
+                6,
+            ),
+            (
+                &[0x42, 0xFE, 0x01, 0x00, 1, 2, 3, 4],
+                Header {
+                    is_final: false,
+                    rsv1: true,
+                    rsv2: false,
+                    rsv3: false,
+                    opcode: 2,
+                    len: 256,
+                    mask: Some(mask),
+                },
+                8,
+            ),
+            (
+                &[0xB0, 0xFF, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4],
+                Header {
+                    is_final: true,
+                    rsv1: false,
+                    rsv2: true,
+                    rsv3: true,
+                    opcode: 0,
+                    len: 1 << 32,
+                    mask: Some(mask),
+                },
+                14,
+            ),
+            (
+                &[0x8A, 0x7E, 0xFF, 0xFF],
+                Header {
+                    is_final: true,
+                    rsv1: false,
+                    rsv2: false,
+                    rsv3: false,
+                    opcode: 0xA,
+                    len: 65535,
+                    mask: None,
+                },
+                4,
+            ),
+        ];
+        for (bytes, header, len) in cases {
+            assert_eq!(Header::parse(bytes), Some((header, len)), "{bytes:?}");
+            for end in 0..bytes.len() {
+                assert_eq!(Header::parse(&bytes[..end]), None, "{:?}", &bytes[..end]);
+            }
+            let mut longer = bytes.to_vec();
+            longer.extend_from_slice(b"payload");
+            assert_eq!(Header::parse(&longer), Some((header, len)));
+        }
+    }
 
     /// Unmasking eight bytes at a time gives the same result as byte by byte, at every length.
     #[test]
