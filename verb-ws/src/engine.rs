@@ -410,8 +410,7 @@ impl Engine {
             .buffered
             .fetch_add(frame.len(), Ordering::AcqRel);
         // Keep order with frames the callbacks queued before this one.
-        let queued = std::mem::take(&mut self.ws.shared.lock().frames);
-        self.writing.extend(queued);
+        self.ws.shared.lock().take_frames(&mut self.writing);
         self.writing.push_back(frame);
     }
 
@@ -420,11 +419,7 @@ impl Engine {
     fn collect(&mut self) -> bool {
         let (terminate, close, compressed) = {
             let mut outbox = self.ws.shared.lock();
-            if self.writing.is_empty() {
-                std::mem::swap(&mut self.writing, &mut outbox.frames);
-            } else {
-                self.writing.extend(outbox.frames.drain(..));
-            }
+            outbox.take_frames(&mut self.writing);
             if let Some(change) = outbox.close_timer.take() {
                 self.close_timer = change;
             }
@@ -929,7 +924,7 @@ impl Engine {
             .unwrap_or((CloseCode::ABNORMAL, String::new()));
         {
             let mut outbox = self.ws.shared.lock();
-            outbox.frames.clear();
+            outbox.clear_frames();
             outbox.close = None;
             outbox.compressor = None;
         }

@@ -182,20 +182,28 @@ fn compresses(deflate: &Deflate, len: usize) -> bool {
     len >= deflate.threshold.max(1)
 }
 
-/// Queues an uncompressed data frame; returns the bytes queued.
-fn push_plain(frames: &mut VecDeque<Bytes>, opcode: u8, payload: Bytes) -> usize {
+/// First size of a connection's buffer of small frames: room for a few messages, so a burst does not
+/// grow it many times.
+const TAIL_START: usize = 512;
+
+/// Queues an uncompressed data frame; returns the bytes queued. Small frames are copied into the
+/// queue's buffer of small frames (one allocation for all those queued between two writes), larger
+/// payloads are queued as they are, behind a header.
+fn push_plain(outbox: &mut Outbox, opcode: u8, payload: Bytes) -> usize {
     let len = payload.len();
     let total = header_len(len) + len;
     if len <= COPY_THRESHOLD {
-        let mut frame = BytesMut::with_capacity(total);
-        put_header(&mut frame, opcode, len);
-        frame.extend_from_slice(&payload);
-        frames.push_back(frame.freeze());
+        let tail = &mut outbox.tail;
+        if tail.capacity() - tail.len() < total {
+            tail.reserve(total.max(TAIL_START));
+        }
+        put_header(tail, opcode, len);
+        tail.extend_from_slice(&payload);
     } else {
         let mut header = BytesMut::with_capacity(header_len(len));
         put_header(&mut header, opcode, len);
-        frames.push_back(header.freeze());
-        frames.push_back(payload);
+        outbox.push(header.freeze());
+        outbox.frames.push_back(payload);
     }
     total
 }
@@ -255,7 +263,13 @@ pub(crate) struct Shared {
 
 #[derive(Default)]
 pub(crate) struct Outbox {
-    pub(crate) frames: VecDeque<Bytes>,
+    /// Frames in order; small ones queued since the last [`seal`](Self::seal) wait in `tail`, which
+    /// follows them.
+    frames: VecDeque<Bytes>,
+    /// Small frames copied into one buffer ("corked"), so that a burst of small messages costs one
+    /// allocation and one entry of a vectored write. It is handed over whole when the engine takes
+    /// the frames, and freed once written: an idle connection keeps none.
+    tail: BytesMut,
     /// A close asked for by the application (or the backpressure policy), not yet framed.
     pub(crate) close: Option<(CloseCode, Box<str>)>,
     /// A send hit the limit: fire `drain` when the queue empties.
@@ -276,6 +290,38 @@ impl StopListener for Shared {
             StopSignal::Graceful => SIGNAL_STOP,
             _ => SIGNAL_FORCED,
         });
+    }
+}
+
+impl Outbox {
+    /// Moves the buffered small frames to the end of `frames`.
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            self.frames
+                .push_back(std::mem::take(&mut self.tail).freeze());
+        }
+    }
+
+    /// Queues `frame` after everything queued so far.
+    fn push(&mut self, frame: Bytes) {
+        self.seal();
+        self.frames.push_back(frame);
+    }
+
+    /// Every queued frame, in order, moved to the end of `into`.
+    pub(crate) fn take_frames(&mut self, into: &mut VecDeque<Bytes>) {
+        self.seal();
+        if into.is_empty() {
+            std::mem::swap(into, &mut self.frames);
+        } else {
+            into.extend(self.frames.drain(..));
+        }
+    }
+
+    /// Drops every queued frame.
+    pub(crate) fn clear_frames(&mut self) {
+        self.frames.clear();
+        self.tail = BytesMut::new();
     }
 }
 
@@ -507,14 +553,14 @@ impl WebSocket {
     fn enqueue_frame(&self, frame: Bytes) -> SendStatus {
         self.shared.enqueue(move |outbox| {
             let len = frame.len();
-            outbox.frames.push_back(frame);
+            outbox.push(frame);
             len
         })
     }
 
     fn enqueue_plain(&self, opcode: u8, payload: Bytes) -> SendStatus {
         self.shared
-            .enqueue(move |outbox| push_plain(&mut outbox.frames, opcode, payload))
+            .enqueue(move |outbox| push_plain(outbox, opcode, payload))
     }
 
     /// Compresses with the connection's own compressor, under the queue's lock so that the order of
@@ -528,14 +574,14 @@ impl WebSocket {
             match deflate::compress_dedicated(compressor, opcode, &payload) {
                 Some(frame) => {
                     let len = frame.len();
-                    outbox.frames.push_back(frame);
+                    outbox.push(frame);
                     len
                 }
                 None => {
                     // A fresh compressor later is still valid for the peer: it only stops
                     // referring to earlier messages.
                     outbox.compressor = None;
-                    push_plain(&mut outbox.frames, opcode, payload)
+                    push_plain(outbox, opcode, payload)
                 }
             }
         })

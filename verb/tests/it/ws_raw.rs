@@ -336,3 +336,46 @@ async fn input_after_the_close_frame_does_not_reset_the_connection() {
         );
     }
 }
+
+/// Small frames share one buffer on their way out; they still leave in the order they were sent,
+/// between large messages, shared frames, pings and the close frame that follow them.
+#[tokio::test]
+async fn frames_of_every_kind_leave_in_the_order_sent() {
+    let mut app = verb::create_server();
+    let large = vec![7u8; 5000];
+    let expected_large = large.clone();
+    app.ws(
+        "/ws",
+        // The client never answers the close: the server drops it soon after.
+        Ws::new().close_timeout(Duration::from_millis(200)).message(
+            move |ws: &WebSocket, _msg: Message| {
+                ws.send_text("a");
+                ws.send_text("b");
+                ws.send(Message::binary(large.clone()));
+                ws.send_text("c");
+                ws.ping(b"p");
+                ws.send_text("d");
+                ws.send_prepared(&verb::PreparedMessage::new(&Message::text("e")));
+                ws.send_text("f");
+                ws.close(CloseCode::NORMAL, "done");
+                ws.send_text("never");
+            },
+        ),
+    );
+    let server = TestServer::start(app).await;
+    let mut stream = handshake(server.addr(), "/ws").await;
+    stream.write_all(&frame(0x81, b"go")).await.unwrap();
+    let frames = read_frames_to_close(&mut stream).await;
+    let expected: Vec<(u8, Vec<u8>)> = vec![
+        (0x1, b"a".to_vec()),
+        (0x1, b"b".to_vec()),
+        (0x2, expected_large),
+        (0x1, b"c".to_vec()),
+        (0x9, b"p".to_vec()),
+        (0x1, b"d".to_vec()),
+        (0x1, b"e".to_vec()),
+        (0x1, b"f".to_vec()),
+        (0x8, [&1000u16.to_be_bytes()[..], b"done"].concat()),
+    ];
+    assert_eq!(frames, expected);
+}
