@@ -193,10 +193,7 @@ fn push_plain(outbox: &mut Outbox, opcode: u8, payload: Bytes) -> usize {
     let len = payload.len();
     let total = header_len(len) + len;
     if len <= COPY_THRESHOLD {
-        let tail = &mut outbox.tail;
-        if tail.capacity() - tail.len() < total {
-            tail.reserve(total.max(TAIL_START));
-        }
+        let tail = outbox.tail_with_room(total);
         put_header(tail, opcode, len);
         tail.extend_from_slice(&payload);
     } else {
@@ -300,6 +297,19 @@ impl Outbox {
             self.frames
                 .push_back(std::mem::take(&mut self.tail).freeze());
         }
+    }
+
+    /// The buffer of small frames, with room for `len` more bytes.
+    fn tail_with_room(&mut self, len: usize) -> &mut BytesMut {
+        if self.tail.capacity() - self.tail.len() < len {
+            self.tail.reserve(len.max(TAIL_START));
+        }
+        &mut self.tail
+    }
+
+    /// Queues a copy of the small frame `frame` after everything queued so far.
+    fn copy_small(&mut self, frame: &[u8]) {
+        self.tail_with_room(frame.len()).extend_from_slice(frame);
     }
 
     /// Queues `frame` after everything queued so far.
@@ -550,10 +560,16 @@ impl WebSocket {
         status
     }
 
+    /// Queues a finished frame: a small one is copied into the buffer of small frames (cheaper than
+    /// sharing it, and it joins its neighbours in one write), a larger one is shared.
     fn enqueue_frame(&self, frame: Bytes) -> SendStatus {
         self.shared.enqueue(move |outbox| {
             let len = frame.len();
-            outbox.push(frame);
+            if len <= COPY_THRESHOLD {
+                outbox.copy_small(&frame);
+            } else {
+                outbox.push(frame);
+            }
             len
         })
     }
