@@ -964,6 +964,11 @@ fn measure(ctx: &Ctx<'_>, server: &Server, case: Case, row: &mut Row) -> Result<
     if server.suite == Suite::Compression {
         argv.push("--deflate".to_owned());
     }
+    if server.suite == Suite::Http {
+        // Verb's `http` example answers `/health` with 15 bytes of JSON, its `/` with an HTML page;
+        // the peers answer 13 bytes on both.
+        argv.extend(["--path".to_owned(), "/health".to_owned()]);
+    }
     if let Some(redis) = &redis {
         argv.extend([
             "--path".to_owned(),

@@ -1,4 +1,6 @@
 //! The HTTP peer: axum 0.8's hello world (`GET /` answers `Hello, World!`), as axum's README writes it.
+//! The benchmark requests `/health` (so that Verb's `http` example answers its 15-byte JSON rather
+//! than its HTML page), which answers the same here.
 //!
 //! Protocol: `--host`, `--port` (0 = a free port); prints `listening on http://HOST:PORT` when ready.
 
@@ -17,6 +19,9 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let app = Router::new().route("/", get(|| async { "Hello, World!" }));
+    let hello = get(|| async { "Hello, World!" });
+    let app = Router::new()
+        .route("/", hello.clone())
+        .route("/health", hello);
     peer::serve(&cli.peer, app).await
 }
