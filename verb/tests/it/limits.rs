@@ -98,6 +98,32 @@ async fn oversized_head_is_a_431() {
     );
 }
 
+/// More headers than allowed get a 431: 100 by default, or the configured count.
+#[tokio::test]
+async fn too_many_headers_are_a_431() {
+    fn request(headers: usize) -> Vec<u8> {
+        let mut head = String::from("GET / HTTP/1.1\r\nconnection: close\r\n");
+        for i in 1..headers {
+            head.push_str(&format!("x-h{i}: v\r\n"));
+        }
+        head.push_str("\r\n");
+        head.into_bytes()
+    }
+    let server = TestServer::start(app(ServerConfig::default())).await;
+    assert_eq!(
+        status_of(&exchange(server.addr(), &request(100)).await),
+        200
+    );
+    assert_eq!(
+        status_of(&exchange(server.addr(), &request(101)).await),
+        431
+    );
+
+    let strict = TestServer::start(app(ServerConfig::default().max_headers(5))).await;
+    assert_eq!(status_of(&exchange(strict.addr(), &request(5)).await), 200);
+    assert_eq!(status_of(&exchange(strict.addr(), &request(6)).await), 431);
+}
+
 /// A malformed request line is a 400.
 #[tokio::test]
 async fn malformed_request_line_is_a_400() {
