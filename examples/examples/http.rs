@@ -9,6 +9,7 @@
 
 use clap::Parser;
 use examples::Common;
+use serde::Serialize;
 use verb::prelude::*;
 
 #[derive(Debug, Parser)]
@@ -16,6 +17,12 @@ use verb::prelude::*;
 struct Cli {
     #[command(flatten)]
     common: Common,
+}
+
+/// The health check's answer: a typed value serializes straight to JSON, with nothing to build first.
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
 }
 
 const PAGE: &str = r#"<!doctype html>
@@ -42,9 +49,7 @@ fn app() -> App {
         let body: serde_json::Value = req.json()?;
         Ok::<_, HttpError>(Json(body))
     });
-    app.get("/health", |_req| async {
-        Json(serde_json::json!({ "status": "ok" }))
-    });
+    app.get("/health", |_req| async { Json(Health { status: "ok" }) });
     app
 }
 
