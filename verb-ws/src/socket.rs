@@ -373,8 +373,11 @@ impl Shared {
 
     /// Wakes the engine with `signal`.
     pub(crate) fn signal(&self, signal: u8) {
-        self.signals.fetch_or(signal, Ordering::AcqRel);
-        self.waker.wake();
+        // Already signalled and not yet seen: the engine has a wake-up on its way, and it collects
+        // the queue after it looks (a fan-out to many connections skips most wake-ups this way).
+        if self.signals.fetch_or(signal, Ordering::AcqRel) & signal == 0 {
+            self.waker.wake();
+        }
     }
 
     fn enqueue(&self, header_and_payload: impl FnOnce(&mut Outbox) -> usize) -> SendStatus {
