@@ -17,7 +17,7 @@
 //! Suites: `broadcast` (one publisher, N subscribers in one room: naive axum, axum with
 //! `tokio::sync::broadcast`, fastwebsockets with the same, Bun's topics, Verb's rooms), `echo` (64 B ×
 //! 100 connections × 16 in flight and 16 KiB × 10 × 4: axum, fastwebsockets, Bun, Verb), `idle`
-//! (10,000 silent WebSockets against the echo servers: server RSS per connection) and `http` (`GET /`
+//! (10,000 silent WebSockets against the echo servers: server RSS per connection) and `http` (`GET /health`
 //! over keep-alive HTTP/1.1: axum's hello world, Bun's, Verb's `http` example). New peers are new
 //! entries of [`servers`].
 //!
@@ -74,7 +74,7 @@ pub(crate) const HELP: &str =
         pinned to CPU 0 and the load generator to CPU 1, --rounds interleaved rounds (default
         3, --quick and --smoke 1); suites: broadcast (1 publisher, 1,000 and 10,000
         subscribers), echo (64 B x 100 x 16, 16 KiB x 10 x 4), idle (10,000 WebSockets: RSS
-        per connection), http (GET /), cluster (fan-out across two nodes through Redis; needs
+        per connection), http (GET /health), cluster (fan-out across two nodes through Redis; needs
         redis-server, skipped without it), compression (permessage-deflate); results in
         target/bench/results.md; --smoke: every server once, tiny, dev builds, fails unless
         each started and delivered (for CI)";
@@ -85,7 +85,7 @@ enum Suite {
     Echo,
     /// Idle WebSockets held open against the echo servers: server memory per connection.
     Idle,
-    /// `GET /` requests per second over keep-alive HTTP/1.1.
+    /// `GET /health` requests per second over keep-alive HTTP/1.1.
     Http,
     /// Cross-node fan-out through Redis (Verb's `cluster` example).
     Cluster,
@@ -1457,7 +1457,7 @@ fn suite_heading(suite: Suite) -> &'static str {
              connection = (RSS with them open − RSS before) / N; then one echo each"
         }
         Suite::Http => {
-            "`GET /` over N keep-alive HTTP/1.1 connections, K requests in flight per connection; \
+            "`GET /health` over N keep-alive HTTP/1.1 connections, K requests in flight per connection; \
              B: response body bytes"
         }
         Suite::Cluster => {
@@ -2068,7 +2068,7 @@ fn issue9_targets(rows: &[Row]) -> String {
             Some(f.rate)
         });
         lines.push(format!(
-            "HTTP `GET /`, {} connections: requests/s {} axum's ({})",
+            "HTTP `GET /health`, {} connections: requests/s {} axum's ({})",
             s.connections,
             fmt_opt(rate, fmt_ratio),
             verdict(at_least(rate)),
