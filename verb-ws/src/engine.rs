@@ -593,7 +593,19 @@ impl Engine {
                 return Ok(());
             }
             self.rbuf.advance(header_len);
-            let mut payload = self.rbuf.split_to(len);
+            // A payload shares the read buffer's allocation, which stays alive as long as the
+            // application keeps the message. Reads are at most 4 KiB for peers sending small
+            // messages; once reads have grown, a payload under a sixteenth of them is copied out,
+            // so a small message kept for long never holds a large buffer.
+            let mut payload = if self.read_size as usize > READ_CHUNK
+                && len.saturating_mul(16) < self.read_size as usize
+            {
+                let payload = BytesMut::from(&self.rbuf[..len]);
+                self.rbuf.advance(len);
+                payload
+            } else {
+                self.rbuf.split_to(len)
+            };
             if let Some(mask) = header.mask {
                 unmask(&mut payload, mask);
             }

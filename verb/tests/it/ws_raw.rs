@@ -379,3 +379,33 @@ async fn frames_of_every_kind_leave_in_the_order_sent() {
     ];
     assert_eq!(frames, expected);
 }
+
+/// Once a peer's reads have grown (large messages), small messages are copied out of the read
+/// buffer rather than sharing it: either way every message arrives whole, in order, unmasked.
+#[tokio::test]
+async fn small_messages_after_large_ones_arrive_whole_and_in_order() {
+    let server = server().await;
+    let mut stream = handshake(server.addr(), "/ws").await;
+    let large: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+    let small: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| format!("message {i}").into_bytes())
+        .collect();
+    let mut burst = frame(0x82, &large);
+    for message in &small {
+        burst.extend(frame(0x81, message));
+    }
+    burst.extend(frame(0x82, &large));
+    stream.write_all(&burst).await.unwrap();
+    stream
+        .write_all(&frame(0x88, &1000u16.to_be_bytes()))
+        .await
+        .unwrap();
+
+    let frames = read_frames_to_close(&mut stream).await;
+    let mut expected = vec![(0x2, large.clone())];
+    expected.extend(small.into_iter().map(|message| (0x1, message)));
+    expected.push((0x2, large));
+    expected.push((0x8, 1000u16.to_be_bytes().to_vec()));
+    assert_eq!(frames.len(), expected.len());
+    assert!(frames == expected, "the echoes differ from what was sent");
+}
