@@ -267,6 +267,9 @@ pub(crate) struct Outbox {
     /// allocation and one entry of a vectored write. It is handed over whole when the engine takes
     /// the frames, and freed once written: an idle connection keeps none.
     tail: BytesMut,
+    /// How much the last handed-over `tail` held: the next one starts with room for as much, so
+    /// a steady stream costs one allocation per write, not a chain of reallocations.
+    tail_hint: usize,
     /// A close asked for by the application (or the backpressure policy), not yet framed.
     pub(crate) close: Option<(CloseCode, Box<str>)>,
     /// A send hit the limit: fire `drain` when the queue empties.
@@ -294,6 +297,7 @@ impl Outbox {
     /// Moves the buffered small frames to the end of `frames`.
     fn seal(&mut self) {
         if !self.tail.is_empty() {
+            self.tail_hint = self.tail.len();
             self.frames
                 .push_back(std::mem::take(&mut self.tail).freeze());
         }
@@ -302,7 +306,12 @@ impl Outbox {
     /// The buffer of small frames, with room for `len` more bytes.
     fn tail_with_room(&mut self, len: usize) -> &mut BytesMut {
         if self.tail.capacity() - self.tail.len() < len {
-            self.tail.reserve(len.max(TAIL_START));
+            let room = if self.tail.capacity() == 0 {
+                len.max(TAIL_START).max(self.tail_hint)
+            } else {
+                len.max(TAIL_START)
+            };
+            self.tail.reserve(room);
         }
         &mut self.tail
     }
@@ -534,12 +543,12 @@ impl WebSocket {
                 self.send_dedicated(deflate, message.opcode, message.payload.clone())
             }
             Some(deflate) if compresses(&deflate, len) && self.shared.accepts() => {
-                let frame = message
-                    .deflated(&deflate)
-                    .unwrap_or_else(|| message.frame.clone());
-                self.enqueue_frame(frame)
+                match message.deflated(&deflate) {
+                    Some(frame) => self.enqueue_frame(&frame),
+                    None => self.enqueue_frame(&message.frame),
+                }
             }
-            _ => self.enqueue_frame(message.frame.clone()),
+            _ => self.enqueue_frame(&message.frame),
         };
         self.shared.metrics.sent(status, len);
         status
@@ -553,7 +562,7 @@ impl WebSocket {
             }
             Some(deflate) if compresses(&deflate, len) && self.shared.accepts() => {
                 match deflate::compress_shared(&deflate, opcode, &payload) {
-                    Some(frame) => self.enqueue_frame(frame),
+                    Some(frame) => self.enqueue_frame(&frame),
                     None => self.enqueue_plain(opcode, payload),
                 }
             }
@@ -565,13 +574,13 @@ impl WebSocket {
 
     /// Queues a finished frame: a small one is copied into the buffer of small frames (cheaper than
     /// sharing it, and it joins its neighbours in one write), a larger one is shared.
-    fn enqueue_frame(&self, frame: Bytes) -> SendStatus {
+    fn enqueue_frame(&self, frame: &Bytes) -> SendStatus {
         self.shared.enqueue(move |outbox| {
             let len = frame.len();
             if len <= COPY_THRESHOLD {
-                outbox.copy_small(&frame);
+                outbox.copy_small(frame);
             } else {
-                outbox.push(frame);
+                outbox.push(frame.clone());
             }
             len
         })
@@ -609,7 +618,7 @@ impl WebSocket {
     /// Sends a ping with `payload` (at most 125 bytes; longer payloads are cut).
     pub fn ping(&self, payload: &[u8]) -> SendStatus {
         let payload = &payload[..payload.len().min(125)];
-        self.enqueue_frame(control_frame(OP_PING, payload))
+        self.enqueue_frame(&control_frame(OP_PING, payload))
     }
 
     /// Starts the closing handshake with `code` and `reason` (cut to 123 bytes). Messages queued
