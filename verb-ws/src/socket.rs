@@ -383,7 +383,11 @@ impl Shared {
     /// Wakes the engine with `signal`.
     pub(crate) fn signal(&self, signal: u8) {
         // Already signalled and not yet seen: the engine has a wake-up on its way, and it collects
-        // the queue after it looks (a fan-out to many connections skips most wake-ups this way).
+        // the queue after it looks (a fan-out to many connections skips most wake-ups this way, and
+        // with a plain load, most atomic writes too).
+        if self.signals.load(Ordering::Acquire) & signal != 0 {
+            return;
+        }
         if self.signals.fetch_or(signal, Ordering::AcqRel) & signal == 0 {
             self.waker.wake();
         }
