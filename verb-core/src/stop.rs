@@ -21,8 +21,11 @@ pub enum StopSignal {
 
 /// Hears a server's stop; see [`Lifecycle::register`](crate::Lifecycle::register).
 ///
-/// `on_stop` runs on the task that stops the server, outside any lock of Verb's: it should only
-/// record the signal and wake whoever acts on it.
+/// `on_stop` runs outside any lock of Verb's: on the task that stops the server, or, for a listener
+/// registered after a stop began, inside [`Lifecycle::register`](crate::Lifecycle::register). It
+/// should only record the signal and wake whoever acts on it. A listener registering while the stop
+/// moves on may hear [`Forced`](StopSignal::Forced) before [`Graceful`](StopSignal::Graceful);
+/// treat each as "at least this far".
 pub trait StopListener: Send + Sync {
     /// The server reached `signal`.
     fn on_stop(&self, signal: StopSignal);

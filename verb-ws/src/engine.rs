@@ -5,8 +5,10 @@
 //!   that is freed again once every complete frame in it has been handled.
 //! - Every complete frame of one read is handled before anything is written; what the callbacks sent
 //!   meanwhile goes out in one vectored write ("corking"). Sends from other tasks wake the task.
-//! - Outgoing frames are `Bytes` in the connection's queue, so one frame can be shared by many
-//!   connections.
+//! - Outgoing frames wait in the connection's queue: small ones copied into one buffer, large ones
+//!   as shared `Bytes`, so one frame built for many connections is never built again.
+//! - The task polls its sources itself (socket readiness, the handle's waker, one timer), so an
+//!   idle connection's task holds the engine and a timer, and no future per thing it waits for.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -105,6 +107,9 @@ struct Engine {
     rbuf: BytesMut,
     /// How much free space the next read is offered (see `read`).
     read_size: u32,
+    /// The largest the read buffer has been since it was last freed: payloads much smaller are
+    /// copied out of it rather than sharing it.
+    buf_size: usize,
     /// A fragmented message in progress (boxed: most connections never have one).
     partial: Option<Box<Partial>>,
     writing: VecDeque<Bytes>,
@@ -192,6 +197,7 @@ async fn connect(mut start: Box<Start>) -> Option<Engine> {
         config,
         rbuf: BytesMut::from(&parts.read_buf[..]),
         read_size: READ_CHUNK as u32,
+        buf_size: 0,
         partial: None,
         writing: VecDeque::new(),
         phase: Phase::Open,
@@ -278,6 +284,7 @@ fn drive(mut engine: Engine) -> impl Future<Output = ()> {
                 read: !engine.read_paused(),
                 write: !engine.writing.is_empty() || engine.stream.wants_flush(),
                 deadline: engine.next_deadline(),
+                timer_first: engine.phase != Phase::Open || engine.close_timer.is_some(),
             };
             let event =
                 std::future::poll_fn(|cx| engine.poll_event(cx, wait, sleep.as_mut())).await;
@@ -309,12 +316,27 @@ fn drive(mut engine: Engine) -> impl Future<Output = ()> {
     }
 }
 
+/// Polls the connection's timer, set to `deadline`; `true` once it has passed.
+fn poll_timer(cx: &mut Context<'_>, deadline: Option<Instant>, mut sleep: Pin<&mut Sleep>) -> bool {
+    let Some(deadline) = deadline else {
+        return false;
+    };
+    if sleep.deadline() != deadline {
+        sleep.as_mut().reset(deadline);
+    }
+    sleep.poll(cx).is_ready()
+}
+
 /// What the engine waits for between two rounds of work.
 #[derive(Clone, Copy)]
 struct Wait {
     read: bool,
     write: bool,
     deadline: Option<Instant>,
+    /// The deadline is one a busy peer must not put off (closing, `close_after`): the timer is
+    /// looked at before the socket. Otherwise the socket comes first, so pending input counts as
+    /// life before the idle timer judges.
+    timer_first: bool,
 }
 
 impl Engine {
@@ -338,6 +360,9 @@ impl Engine {
             // A wake-up that came with it is not lost: every round collects the queue first.
             return Poll::Ready(Event::Shutdown);
         }
+        if wait.timer_first && poll_timer(cx, wait.deadline, sleep.as_mut()) {
+            return Poll::Ready(Event::Timer);
+        }
         if wait.read {
             if let Poll::Ready(ready) = self.stream.poll_read_ready(cx) {
                 // Anything else signalled is seen on the next round, which collects first.
@@ -355,13 +380,8 @@ impl Engine {
         if signals & SIGNAL_WOKEN != 0 {
             return Poll::Ready(Event::Woken);
         }
-        if let Some(deadline) = wait.deadline {
-            if sleep.deadline() != deadline {
-                sleep.as_mut().reset(deadline);
-            }
-            if sleep.poll(cx).is_ready() {
-                return Poll::Ready(Event::Timer);
-            }
+        if !wait.timer_first && poll_timer(cx, wait.deadline, sleep) {
+            return Poll::Ready(Event::Timer);
         }
         Poll::Pending
     }
@@ -500,6 +520,8 @@ impl Engine {
         let wanted = std::mem::take(&mut shared.lock().wants_drain);
         if wanted && self.phase == Phase::Open {
             self.cork(|engine| engine.callback(|h, ws| h.drain(ws)));
+            // What `drain` sent was queued corked, without a wake-up: look again before waiting.
+            self.ws.shared.signal(SIGNAL_WOKEN);
         }
     }
 
@@ -536,6 +558,7 @@ impl Engine {
         let want = self.read_size as usize;
         if self.rbuf.capacity() - self.rbuf.len() < want {
             self.rbuf.reserve(want);
+            self.buf_size = self.buf_size.max(self.rbuf.capacity());
         }
         let offered = self.rbuf.capacity() - self.rbuf.len();
         match self.stream.try_read_buf(&mut self.rbuf) {
@@ -570,6 +593,7 @@ impl Engine {
         if self.rbuf.is_empty() {
             // Idle connections keep no buffer.
             self.rbuf = BytesMut::new();
+            self.buf_size = 0;
         }
     }
 
@@ -585,27 +609,29 @@ impl Engine {
             let opcode = header.opcode;
             let len = header.len;
             self.check_header(&header)?;
-            // `check_header` bounded `len` by the payload limit, so it fits in memory.
-            let len = len as usize;
-            let needed = header_len + len;
+            // `check_header` bounded `len` by the payload limit. Room grows with what arrives (at most
+            // `MAX_READ` ahead), not with what a header announces: a peer that announces large frames
+            // and sends nothing costs nothing.
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            let needed = header_len.saturating_add(len);
             if self.rbuf.len() < needed {
-                self.rbuf.reserve(needed - self.rbuf.len());
+                self.rbuf.reserve((needed - self.rbuf.len()).min(MAX_READ));
+                self.buf_size = self.buf_size.max(self.rbuf.capacity());
                 return Ok(());
             }
             self.rbuf.advance(header_len);
             // A payload shares the read buffer's allocation, which stays alive as long as the
-            // application keeps the message. Reads are at most 4 KiB for peers sending small
-            // messages; once reads have grown, a payload under a sixteenth of them is copied out,
-            // so a small message kept for long never holds a large buffer.
-            let mut payload = if self.read_size as usize > READ_CHUNK
-                && len.saturating_mul(16) < self.read_size as usize
-            {
-                let payload = BytesMut::from(&self.rbuf[..len]);
-                self.rbuf.advance(len);
-                payload
-            } else {
-                self.rbuf.split_to(len)
-            };
+            // application keeps the message. Buffers are 4 KiB for peers sending small messages;
+            // from a larger buffer, a payload under a sixteenth of it is copied out, so a small
+            // message kept for long never holds a large buffer.
+            let mut payload =
+                if self.buf_size > READ_CHUNK && len.saturating_mul(16) < self.buf_size {
+                    let payload = BytesMut::from(&self.rbuf[..len]);
+                    self.rbuf.advance(len);
+                    payload
+                } else {
+                    self.rbuf.split_to(len)
+                };
             if let Some(mask) = header.mask {
                 unmask(&mut payload, mask);
             }
@@ -1014,7 +1040,7 @@ impl Header {
     }
 }
 
-/// XORs `payload` with the client's masking key (RFC 6455 §5.3), eight bytes at a time.
+/// XORs `payload` with the client's masking key (RFC 6455 §5.3), 64 bytes at a time.
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     // The mask repeats every 4 bytes, so it lines up again at the start of every 64-byte block: a
     // fixed-size XOR of two arrays, which the compiler turns into vector instructions.
@@ -1106,7 +1132,7 @@ mod tests {
         }
     }
 
-    /// Unmasking eight bytes at a time gives the same result as byte by byte, at every length.
+    /// Unmasking by blocks gives the same result as byte by byte, at every length.
     #[test]
     fn unmask_matches_the_bytewise_definition() {
         let mask = [0x37, 0xfa, 0x21, 0x3d];

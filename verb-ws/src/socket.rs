@@ -185,6 +185,8 @@ fn compresses(deflate: &Deflate, len: usize) -> bool {
 /// First size of a connection's buffer of small frames: room for a few messages, so a burst does not
 /// grow it many times.
 const TAIL_START: usize = 512;
+/// Most room a new buffer of small frames starts with, whatever the last one held.
+const TAIL_HINT_MAX: usize = 64 * 1024;
 
 /// Queues an uncompressed data frame; returns the bytes queued. Small frames are copied into the
 /// queue's buffer of small frames (one allocation for all those queued between two writes), larger
@@ -297,7 +299,7 @@ impl Outbox {
     /// Moves the buffered small frames to the end of `frames`.
     fn seal(&mut self) {
         if !self.tail.is_empty() {
-            self.tail_hint = self.tail.len();
+            self.tail_hint = self.tail.len().min(TAIL_HINT_MAX);
             self.frames
                 .push_back(std::mem::take(&mut self.tail).freeze());
         }
@@ -381,6 +383,10 @@ impl Shared {
     }
 
     /// Wakes the engine with `signal`.
+    ///
+    /// Whatever the engine is to see must be published before this (the queue and the requests are
+    /// changed under the outbox lock, which the engine takes after every wake-up): a signal found
+    /// already pending is not repeated, so the engine's next look must find the change.
     pub(crate) fn signal(&self, signal: u8) {
         // Already signalled and not yet seen: the engine has a wake-up on its way, and it collects
         // the queue after it looks (a fan-out to many connections skips most wake-ups this way, and

@@ -240,3 +240,79 @@ async fn a_slow_reader_draining_a_backlog_is_not_idle() {
         assert!(!got.starts_with(&[0x88]), "closed: {got:?}");
     }
 }
+
+/// A peer that floods without pause cannot put off a `close_after` deadline (an authentication
+/// timeout, say): the timer is looked at before the socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_does_not_put_off_close_after() {
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new().open(|ws: &WebSocket, _req: &Request| {
+            ws.close_after(
+                Duration::from_millis(300),
+                None,
+                CloseCode::POLICY_VIOLATION,
+                "auth timeout",
+            );
+        }),
+    );
+    let server = TestServer::start(app).await;
+    let (mut reader, mut writer) = handshake(server.addr(), "/ws").await.into_split();
+    let burst: Vec<u8> = (0..64).flat_map(|_| frame(0x82, &[7; 1000])).collect();
+    let flood = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if writer.write_all(&burst).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut head = [0; 4];
+    let read = tokio::time::timeout(Duration::from_secs(10), reader.read_exact(&mut head)).await;
+    flood.abort();
+    read.expect("closed within 10 s, not after the flood")
+        .expect("a close frame");
+    assert_eq!(head[0], 0x88, "{head:?}");
+    assert_eq!(u16::from_be_bytes([head[2], head[3]]), 1008, "{head:?}");
+}
+
+/// A header announcing an enormous frame costs nothing until the data comes, even with no payload
+/// limit: the read buffer grows with what arrives. The connection ends normally (its `close` runs)
+/// when the peer goes away.
+#[tokio::test]
+async fn an_announced_huge_frame_reserves_nothing_up_front() {
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&closes);
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new().max_payload_length(usize::MAX).close(
+            move |_ws: &WebSocket, code: CloseCode, _reason: &str| {
+                seen.lock().unwrap().push(code.as_u16());
+            },
+        ),
+    );
+    let server = TestServer::start(app).await;
+    let mut stream = handshake(server.addr(), "/ws").await;
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&(1u64 << 62).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    header.extend_from_slice(&[0; 100]);
+    stream.write_all(&header).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(stream);
+    for _ in 0..200 {
+        if !closes.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        *closes.lock().unwrap(),
+        vec![1006],
+        "close ran once, after the peer left"
+    );
+    let mut other = server.ws("/ws").await;
+    other.send_text("still serving").await;
+}

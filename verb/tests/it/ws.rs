@@ -415,6 +415,38 @@ async fn backpressure_is_reported_and_drain_fires() {
     assert_eq!(drained.load(Ordering::SeqCst), 1);
 }
 
+/// The streaming pattern: send until `Backpressured`, then go on from `drain`. What `drain` sends
+/// goes out at once, though the peer sends nothing that would wake the connection.
+#[tokio::test]
+async fn what_drain_sends_goes_out_without_waiting_for_the_peer() {
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .backpressure_limit(64 * 1024)
+            .open(|ws: &WebSocket, _req: &Request| {
+                let chunk = vec![b'x'; 16 * 1024];
+                while ws.send(Message::binary(chunk.clone())) == SendStatus::Sent {}
+            })
+            .drain(|ws: &WebSocket| {
+                ws.send_text("drained");
+            }),
+    );
+    let server = TestServer::start(app).await;
+    let mut client = server.ws("/ws").await;
+    let received = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let message = client.recv().await;
+            if message.as_text() == Some("drained") {
+                return;
+            }
+            assert_eq!(message.len(), 16 * 1024);
+        }
+    })
+    .await;
+    assert!(received.is_ok(), "the message sent from `drain` never came");
+}
+
 /// A callback that panics closes its connection with 1011; the server and other connections go on.
 #[tokio::test]
 async fn panicking_callback_closes_with_1011() {
