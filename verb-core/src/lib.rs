@@ -10,7 +10,8 @@
 //!   complete head 10 s after connecting is dropped (all configurable in [`ServerConfig`]);
 //! - bodies over 1 MiB get `413` with a JSON error; a body not received within 30 s gets `408`;
 //! - a panicking handler costs that request a `500`; the server keeps serving;
-//! - every request runs in a `tracing` span `request` with `method`, `path`, `status` and `latency_us`.
+//! - every request runs in a debug-level `tracing` span `request` with `method`, `path`, `status` and
+//!   `latency_us`; a `5xx` is logged at `error` with its method and path.
 //!
 //! Errors a client causes are answered as JSON `{"error": "<reason>", "message": "<detail>"}`
 //! ([`HttpError`]).

@@ -32,8 +32,8 @@ type Hook = dyn Fn(&Rooms, &str, &WebSocket) + Send + Sync;
 ///   [`members`](Self::members), [`size`](Self::size), [`rooms_of`](Self::rooms_of). A room exists while
 ///   it has members.
 /// - **Fan-out**: [`to`](Self::to) a room, [`everyone`](Self::everyone), or a [`user`](Self::user),
-///   optionally [`except`](Target::except) the sender. The message is framed once and the same bytes
-///   are queued on every receiver; the [`Delivery`] says how many got it.
+///   optionally [`except`](Target::except) the sender. The message is framed once and that frame is
+///   queued on every receiver; the [`Delivery`] says how many got it.
 /// - **Direct messages**: [`set_user`](Self::set_user) gives a connection an application key (a user
 ///   id); one user may have many connections (tabs).
 /// - **Presence**: [`presence`](Self::presence) lists the members' per-connection data;

@@ -2,7 +2,7 @@
 //!
 //! One [`Rooms`] hub keeps track of connections: which rooms (or topics: the same thing) each is in,
 //! which application user each belongs to, and who is present where. Sending to a group frames the
-//! message once and queues the same bytes on every receiver's own queue, so a slow or dead receiver
+//! message once and queues that frame on every receiver's own queue, so a slow or dead receiver
 //! never holds up the others or the sender: it only fills its own queue, up to the backpressure limit
 //! of `verb-ws`.
 //!
