@@ -54,7 +54,7 @@ pub use error::{Error, HttpError, JsonRejection, ListenAddr, QueryRejection, Tex
 pub use handler::{BoxFuture, BoxHandler, BoxMiddleware, Chain, Handler, Middleware, Next};
 pub use request::{InvalidParam, Params, Request, RequestBuilder};
 pub use response::{Html, IntoResponse, Json, Response};
-pub use server::{Lifecycle, Server, ServerConfig, ServerHandle, shutdown_signal};
+pub use server::{Lifecycle, Server, ServerConfig, ServerHandle, ShutdownSignal, shutdown_signal};
 pub use stop::{StopListener, StopRegistration, StopSignal};
 pub use tls::{DevCertificate, TlsConfig, TlsError};
 

@@ -247,12 +247,17 @@ impl Server {
     ///
     /// When the address cannot be bound, the signal handler cannot be installed, or the graceful stop
     /// passes its deadline.
+    ///
+    /// The signal handlers are installed before the address is bound, so the `listening on` line means
+    /// "ready" in full: a SIGTERM sent the moment it appears (or even before, once `listen` has begun)
+    /// stops the server gracefully instead of killing the process.
     pub async fn listen(self, addr: impl Into<ListenAddr>) -> Result<(), Error> {
+        let mut signal = ShutdownSignal::install()?;
         let scheme = if self.is_tls() { "https" } else { "http" };
         let handle = self.bind(addr).await?;
         tracing::info!("listening on {scheme}://{}", handle.local_addr());
         tokio::select! {
-            signal = shutdown_signal() => {
+            signal = signal.recv() => {
                 signal?;
                 tracing::info!("shutdown signal received, stopping gracefully");
                 handle.stop().await
@@ -331,22 +336,90 @@ impl fmt::Debug for Server {
 
 /// Resolves once Ctrl-C (SIGINT) or, on Unix, SIGTERM arrives.
 ///
+/// The handlers are installed when this function is called, not when the future is first polled; to
+/// install them ahead of time and wait later, use [`ShutdownSignal`].
+///
 /// # Errors
 ///
 /// When a signal handler cannot be installed.
-pub async fn shutdown_signal() -> Result<(), Error> {
+pub fn shutdown_signal() -> impl Future<Output = Result<(), Error>> + Send {
+    let signal = ShutdownSignal::install();
+    async move { signal?.recv().await }
+}
+
+/// Ctrl-C (SIGINT) and, on Unix, SIGTERM, caught from the moment the value is made.
+///
+/// A process that logs "ready" before it installs its handlers dies by the default action of a signal
+/// sent in between. Install first, then bind and announce, then wait:
+///
+/// ```no_run
+/// # async fn run() -> Result<(), verb_core::Error> {
+/// use verb_core::{Request, Server, ShutdownSignal};
+///
+/// let mut signal = ShutdownSignal::install()?;
+/// let server = Server::new(|_req: Request| async { "hi" }).bind("127.0.0.1:0").await?;
+/// println!("ready on {}", server.local_addr());
+/// signal.recv().await?;
+/// server.stop().await
+/// # }
+/// ```
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(Error::Signal)?;
-        tokio::select! {
-            res = tokio::signal::ctrl_c() => res.map_err(Error::Signal),
-            _ = term.recv() => Ok(()),
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(not(unix))]
+    ctrl_c: tokio::signal::windows::CtrlC,
+}
+
+impl ShutdownSignal {
+    /// Installs the handlers now. From this call on, SIGINT and SIGTERM no longer end the process;
+    /// they are queued for [`recv`](Self::recv).
+    ///
+    /// # Errors
+    ///
+    /// When a handler cannot be installed, or no tokio runtime with signal support is running.
+    pub fn install() -> Result<Self, Error> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).map_err(Error::Signal)?,
+                terminate: signal(SignalKind::terminate()).map_err(Error::Signal)?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {
+                ctrl_c: tokio::signal::windows::ctrl_c().map_err(Error::Signal)?,
+            })
         }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.map_err(Error::Signal)
+
+    /// Waits for the next signal, also one that arrived before this call.
+    ///
+    /// # Errors
+    ///
+    /// When the signal stream has ended (the runtime is shutting down).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a signal not yet received stays queued for the next call.
+    pub async fn recv(&mut self) -> Result<(), Error> {
+        #[cfg(unix)]
+        let received = tokio::select! {
+            got = self.interrupt.recv() => got,
+            got = self.terminate.recv() => got,
+        };
+        #[cfg(not(unix))]
+        let received = self.ctrl_c.recv().await;
+        received.ok_or_else(|| Error::Signal(std::io::Error::other("the signal stream has ended")))
+    }
+}
+
+impl fmt::Debug for ShutdownSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownSignal").finish_non_exhaustive()
     }
 }
 

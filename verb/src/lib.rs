@@ -50,8 +50,8 @@ pub use monitor::{MetricsError, Stats, StatsSnapshot};
 pub use verb_core::{
     BoxFuture, Bytes, DevCertificate, Error, Handler, HeaderMap, HeaderName, HeaderValue, Html,
     HttpError, IntoResponse, Json, JsonRejection, ListenAddr, Method, Middleware, Next, Params,
-    QueryRejection, Request, Response, Server, ServerConfig, ServerHandle, StatusCode,
-    TextRejection, TlsConfig, TlsError, header,
+    QueryRejection, Request, Response, Server, ServerConfig, ServerHandle, ShutdownSignal,
+    StatusCode, TextRejection, TlsConfig, TlsError, header,
 };
 
 #[doc(inline)]

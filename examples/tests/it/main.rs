@@ -7,5 +7,6 @@ mod http;
 mod liveness;
 mod rooms;
 mod secure;
+mod signals;
 mod support;
 mod ws;
