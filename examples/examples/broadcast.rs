@@ -23,6 +23,9 @@ struct Cli {
     common: Common,
 }
 
+/// The room every connection joins when it opens.
+const EVERYONE: &str = "chat";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -37,29 +40,33 @@ async fn main() -> anyhow::Result<()> {
         "/ws",
         Ws::new()
             .open(move |ws: &WebSocket, _req: &Request| {
-                let count = opened.connections();
-                ws.send_json(&json!({
-                    "type": "welcome",
-                    "message": "Welcome to the chat!",
-                    "userCount": count,
-                }));
-                opened.everyone().except(ws).json(&json!({
-                    "type": "system",
-                    "message": "A user has joined the chat",
-                    "userCount": count,
-                }));
+                // Everyone is in one room, joined with the welcome in one step: the welcome is this
+                // connection's first message and its count the one the join produced.
+                opened.join_with(EVERYONE, ws, |count| {
+                    Greeting::new()
+                        .welcome_json(&json!({
+                            "type": "welcome",
+                            "message": "Welcome to the chat!",
+                            "userCount": count,
+                        }))
+                        .announce_json(&json!({
+                            "type": "system",
+                            "message": "A user has joined the chat",
+                            "userCount": count,
+                        }))
+                });
             })
             .message(move |ws: &WebSocket, msg: Message| {
                 if let Some(message) = examples::guide_chat_message(ws, &msg) {
-                    talked.everyone().except(ws).json(&message);
+                    talked.to(EVERYONE).except(ws).json(&message);
                 }
             })
             .close(move |_ws: &WebSocket, _code: CloseCode, _reason: &str| {
-                // The closed connection has already left the hub: everyone() is the others.
-                closed.everyone().json(&json!({
+                // The closed connection has already left the room: its members are the others.
+                closed.to(EVERYONE).json(&json!({
                     "type": "system",
                     "message": "A user has left the chat",
-                    "userCount": closed.connections(),
+                    "userCount": closed.size(EVERYONE),
                 }));
             }),
     );

@@ -24,11 +24,12 @@ struct Cli {
 
 const PAGE: &str = include_str!("../pages/chat.html");
 
-/// Tells everyone how many are online (the hub counts open connections).
-fn announce_count(rooms: &Rooms) {
-    rooms
-        .everyone()
-        .json(&json!({ "type": "userCount", "count": rooms.connections() }));
+/// The room every connection joins when it opens.
+const EVERYONE: &str = "chat";
+
+/// How many are online, as the chat tells it.
+fn user_count(count: usize) -> Value {
+    json!({ "type": "userCount", "count": count })
 }
 
 fn on_message(rooms: &Rooms, ws: &WebSocket, msg: &Message) {
@@ -43,7 +44,7 @@ fn on_message(rooms: &Rooms, ws: &WebSocket, msg: &Message) {
         tracing::debug!(id = ws.id(), "chat: invalid message");
         return send_error(ws, "Invalid message format");
     };
-    rooms.everyone().json(&json!({
+    rooms.to(EVERYONE).json(&json!({
         "type": "message",
         "username": username,
         "message": message,
@@ -68,13 +69,21 @@ async fn main() -> anyhow::Result<()> {
         Ws::new()
             .open(move |ws: &WebSocket, _req: &Request| {
                 tracing::info!(id = ws.id(), peer = %ws.remote_addr(), "chat: joined");
-                announce_count(&opened);
+                // Join and tell everyone (the newcomer first) the count in one step, so the counts
+                // arrive in the order the joins happened.
+                opened.join_with(EVERYONE, ws, |count| {
+                    let message = user_count(count);
+                    Greeting::new()
+                        .welcome_json(&message)
+                        .announce_json(&message)
+                });
             })
             .message(move |ws: &WebSocket, msg: Message| on_message(&talked, ws, &msg))
             .close(move |ws: &WebSocket, code: CloseCode, _reason: &str| {
                 tracing::info!(id = ws.id(), %code, "chat: left");
-                // The hub has already let this connection go: the count is of those still here.
-                announce_count(&closed);
+                // The hub has already taken this connection out of the room: the count is of those
+                // still here.
+                closed.to(EVERYONE).json(&user_count(closed.size(EVERYONE)));
             }),
     );
     app.listen(cli.common.addr()).await?;

@@ -42,6 +42,14 @@ async fn cluster_size(redis: &RedisBackplane, rooms: &Rooms, room: &str) -> usiz
     }
 }
 
+/// Members of `room` on the other nodes (none if Redis cannot be asked).
+async fn remote_size(redis: &RedisBackplane, room: &str) -> usize {
+    redis.remote_room_size(room).await.unwrap_or_else(|err| {
+        tracing::warn!(room, error = %err, "cluster: counting this node's members only");
+        0
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -62,17 +70,24 @@ async fn main() -> anyhow::Result<()> {
         Ws::new()
             .open(move |ws: &WebSocket, req: &Request| {
                 let room = req.param("room").unwrap_or_default().to_owned();
-                opened.join(&room, ws);
                 ws.set_data(RoomName(room.clone()));
                 let (ws, rooms, redis) = (ws.clone(), opened.clone(), redis_open.clone());
                 tokio::spawn(async move {
-                    let count = cluster_size(&redis, &rooms, &room).await;
-                    ws.send_json(&json!({ "type": "welcome", "room": room, "userCount": count }));
-                    rooms.to(&room).except(&ws).json(&json!({
-                        "type": "system",
-                        "message": "A user has joined the room",
-                        "userCount": count,
-                    }));
+                    // Ask Redis first, then join and greet in one step: the welcome comes before any
+                    // message of the room, and the count is the other nodes' plus this node's at the join.
+                    let remote = remote_size(&redis, &room).await;
+                    rooms.join_with(&room, &ws, |local| {
+                        let count = remote + local;
+                        Greeting::new()
+                            .welcome_json(
+                                &json!({ "type": "welcome", "room": room, "userCount": count }),
+                            )
+                            .announce_json(&json!({
+                                "type": "system",
+                                "message": "A user has joined the room",
+                                "userCount": count,
+                            }))
+                    });
                 });
             })
             .message(move |ws: &WebSocket, msg: Message| {

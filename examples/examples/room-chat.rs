@@ -58,13 +58,17 @@ fn join(rooms: &Rooms, ws: &WebSocket, value: &Value) {
         rooms.leave(&previous.room, ws);
         left(rooms, &previous);
     }
-    rooms.join(&room, ws);
-    rooms.to(&room).except(ws).json(&json!({
-        "type": "userJoined",
-        "username": username,
-        "message": format!("{username} joined the room"),
-    }));
-    ws.send_json(&json!({ "type": "joined", "room": room, "userCount": rooms.size(&room) }));
+    // One step: `joined` is the first message of the room this connection gets, with the count the
+    // join produced, and the others hear of it in the same step.
+    rooms.join_with(&room, ws, |count| {
+        Greeting::new()
+            .welcome_json(&json!({ "type": "joined", "room": room, "userCount": count }))
+            .announce_json(&json!({
+                "type": "userJoined",
+                "username": username,
+                "message": format!("{username} joined the room"),
+            }))
+    });
     tracing::info!(id = ws.id(), room, username, "room-chat: joined");
     ws.set_data(Member { username, room });
 }

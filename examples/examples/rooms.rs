@@ -42,16 +42,23 @@ async fn main() -> anyhow::Result<()> {
         Ws::new()
             .open(move |ws: &WebSocket, req: &Request| {
                 let room = req.param("room").unwrap_or_default().to_owned();
-                opened.join(&room, ws);
-                let count = opened.size(&room);
-                tracing::info!(id = ws.id(), room, count, "rooms: joined");
-                ws.send_json(&json!({ "type": "welcome", "room": room, "userCount": count }));
-                opened.to(&room).except(ws).json(&json!({
-                    "type": "system",
-                    "message": "A user has joined the room",
-                    "userCount": count,
-                }));
-                ws.set_data(RoomName(room));
+                ws.set_data(RoomName(room.clone()));
+                // One step: the welcome is queued before any broadcast to the room can reach the
+                // newcomer, and the count is the one the join produced.
+                let joined = opened.join_with(&room, ws, |count| {
+                    Greeting::new()
+                        .welcome_json(
+                            &json!({ "type": "welcome", "room": room, "userCount": count }),
+                        )
+                        .announce_json(&json!({
+                            "type": "system",
+                            "message": "A user has joined the room",
+                            "userCount": count,
+                        }))
+                });
+                if let Some(joined) = joined {
+                    tracing::info!(id = ws.id(), room, count = joined.count, "rooms: joined");
+                }
             })
             .message(move |ws: &WebSocket, msg: Message| {
                 let Some(RoomName(room)) = ws.data::<RoomName>() else {

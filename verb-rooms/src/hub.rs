@@ -14,10 +14,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use indexmap::IndexMap;
-use verb_ws::{Attachment, PreparedMessage, ReadyState, WebSocket};
+use verb_ws::{Attachment, Message, PreparedMessage, ReadyState, WebSocket};
 
 use crate::backplane::{Backplane, BackplaneError, Node, Scope};
 use crate::delivery::{Delivery, Target};
+use crate::greeting::{Greeting, Joined};
 
 /// Connection shards: enough that joins from many tasks rarely meet on one lock.
 const SHARDS: usize = 16;
@@ -189,16 +190,101 @@ impl Rooms {
 
     /// Puts `ws` in `room` (creating the room). Returns `false` if it was already a member, or is
     /// closed.
+    ///
+    /// To tell the newcomer the member count (and the others of its arrival) with no broadcast in
+    /// between, use [`join_with`](Self::join_with).
     pub fn join(&self, room: &str, ws: &WebSocket) -> bool {
-        {
+        matches!(self.enter(room, ws, None), Entry::Joined(_))
+    }
+
+    /// Puts `ws` in `room` and, in the same step, queues a welcome on `ws` and an announcement on the
+    /// room's other members, both built by `greet` from the member count (the newcomer included).
+    ///
+    /// What it guarantees, and a `join` followed by `size` and sends does not:
+    /// - the welcome is the first message of the room that `ws` receives: no broadcast to the room
+    ///   from another task (a member leaving at that moment, say) is queued on it before the welcome;
+    /// - the count is the room's size on this node at the moment of the join, and every later change
+    ///   of the membership reaches the members after this join's announcement.
+    ///
+    /// `greet` runs with none of the hub's locks held, so it may do anything (even use this hub). It
+    /// is called with the count the join expects; if the room's size changed before the join could
+    /// take its lock, the greeting is built again with the new count (up to 8 times; should the room
+    /// change under every one of those tries, the last greeting is queued as built, in the same order,
+    /// and its count may be off by the churn).
+    ///
+    /// Returns `None`, sending nothing, when `ws` is already in `room` or is closed.
+    ///
+    /// ```
+    /// # use verb_rooms::{Greeting, Rooms};
+    /// # use serde_json::json;
+    /// # fn on_open(rooms: &Rooms, ws: &verb_ws::WebSocket) {
+    /// rooms.join_with("lobby", ws, |count| {
+    ///     Greeting::new()
+    ///         .welcome_json(&json!({ "type": "welcome", "userCount": count }))
+    ///         .announce_json(&json!({ "type": "system", "message": "A user has joined", "userCount": count }))
+    /// });
+    /// # }
+    /// ```
+    pub fn join_with(
+        &self,
+        room: &str,
+        ws: &WebSocket,
+        mut greet: impl FnMut(usize) -> Greeting,
+    ) -> Option<Joined> {
+        const TRIES: usize = 8;
+        for attempt in 1..=TRIES {
+            if ws.ready_state() == ReadyState::Closed || self.contains(room, ws) {
+                return None;
+            }
+            let expected = self.size(room) + 1;
+            let greeting = greet(expected);
+            let announcement = greeting.prepared_announcement();
+            let pending = Pending {
+                expected,
+                last_try: attempt == TRIES,
+                welcome: greeting.welcome.as_ref(),
+                announcement: announcement.as_ref(),
+            };
+            match self.enter(room, ws, Some(pending)) {
+                Entry::Joined(joined) => {
+                    if let (Some(message), Some(backplane)) =
+                        (&greeting.announce, self.inner.backplane.get())
+                    {
+                        backplane.publish(Scope::Room(room), message);
+                    }
+                    return Some(joined);
+                }
+                Entry::Refused => return None,
+                Entry::SizeChanged => {
+                    tracing::trace!(
+                        room,
+                        id = ws.id(),
+                        attempt,
+                        "join_with: the room changed, greeting again"
+                    );
+                }
+            }
+        }
+        // The last try queues whatever the room's size is, so the loop always returns from within.
+        None
+    }
+
+    /// Joins `ws` to `room`; with `pending`, also queues the greeting under the room's lock, unless the
+    /// room's size is not the one the greeting was built for.
+    fn enter(&self, room: &str, ws: &WebSocket, pending: Option<Pending<'_>>) -> Entry {
+        let mut fanout = pending
+            .as_ref()
+            .and_then(|p| p.announcement)
+            .map(|frame| Fanout::new(frame, Some(ws.id())));
+        let joined = {
             let mut shard = self.shard(ws);
             let Some(conn) = Self::register(&mut shard, ws) else {
-                return false;
+                return Entry::Refused;
             };
             if conn.rooms.iter().any(|r| &*r.name == room) {
-                return false;
+                return Entry::Refused;
             }
-            let joined = loop {
+            let (joined, count, welcome) = loop {
                 let candidate = self.room_for_join(room);
                 let mut members = write(&candidate.members);
                 if members.dead {
@@ -206,9 +292,34 @@ impl Rooms {
                     self.forget_room(&candidate);
                     continue;
                 }
+                let count = members.list.len() + 1;
+                if let Some(p) = &pending
+                    && count != p.expected
+                    && !p.last_try
+                {
+                    // A room made for this join, which is not happening now, goes as an emptied one
+                    // does (marked under its lock, so no joiner can be in it).
+                    members.dead = members.list.is_empty();
+                    let emptied = members.dead;
+                    drop(members);
+                    if emptied {
+                        self.forget_room(&candidate);
+                    }
+                    return Entry::SizeChanged;
+                }
                 members.list.insert(ws.id(), ws.clone());
+                // Still under the room's write lock: no fan-out to this room can come in between.
+                let welcome = pending
+                    .as_ref()
+                    .and_then(|p| p.welcome)
+                    .map(|message| ws.send(message.clone()));
+                if let Some(fanout) = &mut fanout {
+                    for (id, member) in &members.list {
+                        fanout.send(*id, member);
+                    }
+                }
                 drop(members);
-                break candidate;
+                break (candidate, count, welcome);
             };
             conn.rooms.push(joined);
             // Still under the shard lock, so the backplane hears joins and leaves of this connection
@@ -216,10 +327,21 @@ impl Rooms {
             if let Some(backplane) = self.inner.backplane.get() {
                 backplane.member_joined(room, ws.id(), conn.presence.as_deref());
             }
-        }
+            Joined {
+                count,
+                welcome,
+                announced: Delivery::default(),
+            }
+        };
+        let announced = fanout
+            .map(|fanout| fanout.finish(self, Scope::Room(room)))
+            .unwrap_or_default();
         tracing::trace!(room, id = ws.id(), "joined");
         self.run_hook(&self.inner.on_join, room, ws);
-        true
+        Entry::Joined(Joined {
+            announced,
+            ..joined
+        })
     }
 
     fn room_for_join(&self, name: &str) -> Arc<Room> {
@@ -600,43 +722,89 @@ impl Rooms {
         frame: &PreparedMessage,
         except: Option<u64>,
     ) -> Delivery {
-        let mut delivery = Delivery::default();
-        let mut dead = Vec::new();
-        let mut send = |id: u64, ws: &WebSocket| {
-            if Some(id) == except {
-                return;
-            }
-            let status = ws.send_prepared(frame);
-            delivery.count(status);
-            if !status.is_queued() && ws.ready_state() == ReadyState::Closed {
-                dead.push(ws.clone());
-            }
-        };
+        let mut fanout = Fanout::new(frame, except);
         match scope {
             Scope::Room(room) => {
                 let Some(room) = read(&self.inner.rooms).get(room).cloned() else {
-                    return delivery;
+                    return fanout.delivery;
                 };
                 let members = read(&room.members);
                 for (id, ws) in &members.list {
-                    send(*id, ws);
+                    fanout.send(*id, ws);
                 }
             }
             Scope::Everyone => {
                 for shard in &self.inner.conns {
                     for (id, conn) in lock(shard).iter() {
-                        send(*id, &conn.ws);
+                        fanout.send(*id, &conn.ws);
                     }
                 }
             }
             Scope::User(user) => {
                 let users = read(&self.inner.users);
                 for ws in users.get(user).into_iter().flatten() {
-                    send(ws.id(), ws);
+                    fanout.send(ws.id(), ws);
                 }
             }
         }
-        let metrics = self.metrics();
+        fanout.finish(self, scope)
+    }
+}
+
+/// The greeting that [`Rooms::enter`] queues with a join.
+struct Pending<'a> {
+    /// The member count the greeting was built for.
+    expected: usize,
+    /// Queue it whatever the count.
+    last_try: bool,
+    welcome: Option<&'a Message>,
+    announcement: Option<&'a PreparedMessage>,
+}
+
+/// How [`Rooms::enter`] went.
+enum Entry {
+    Joined(Joined),
+    /// Already a member, or closed.
+    Refused,
+    /// The room's size is not the one the greeting was built for; nothing changed.
+    SizeChanged,
+}
+
+/// One frame on its way to many connections: the sends happen under whatever lock the caller holds,
+/// the accounting in [`finish`](Self::finish), after the caller released it.
+struct Fanout<'f> {
+    frame: &'f PreparedMessage,
+    except: Option<u64>,
+    delivery: Delivery,
+    /// Receivers found closed, to forget once no lock is held.
+    dead: Vec<WebSocket>,
+}
+
+impl<'f> Fanout<'f> {
+    fn new(frame: &'f PreparedMessage, except: Option<u64>) -> Self {
+        Self {
+            frame,
+            except,
+            delivery: Delivery::default(),
+            dead: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, id: u64, ws: &WebSocket) {
+        if Some(id) == self.except {
+            return;
+        }
+        let status = ws.send_prepared(self.frame);
+        self.delivery.count(status);
+        if !status.is_queued() && ws.ready_state() == ReadyState::Closed {
+            self.dead.push(ws.clone());
+        }
+    }
+
+    /// Counts the fan-out in the metrics and forgets dead receivers. Called with no hub lock held.
+    fn finish(self, rooms: &Rooms, scope: Scope<'_>) -> Delivery {
+        let delivery = self.delivery;
+        let metrics = rooms.metrics();
         metrics.fanouts.increment(1);
         metrics.sent.increment(delivery.sent as u64);
         metrics
@@ -652,8 +820,8 @@ impl Rooms {
         }
         // Connections that closed without this hub hearing of it (not attached to it): forget them
         // now rather than keep dead sockets in rooms.
-        for ws in dead {
-            self.forget(&ws);
+        for ws in self.dead {
+            rooms.forget(&ws);
         }
         delivery
     }

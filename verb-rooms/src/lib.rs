@@ -48,6 +48,7 @@
 
 mod backplane;
 mod delivery;
+mod greeting;
 mod hub;
 #[cfg(feature = "redis")]
 mod redis;
@@ -55,6 +56,7 @@ mod topics;
 
 pub use backplane::{Backplane, BackplaneError, MemoryBackplane, Node, Scope};
 pub use delivery::{Delivery, Target};
+pub use greeting::{Greeting, Joined};
 pub use hub::Rooms;
 #[cfg(feature = "redis")]
 pub use redis::RedisBackplane;

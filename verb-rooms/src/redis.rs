@@ -170,9 +170,21 @@ impl RedisBackplane {
     ///
     /// [`BackplaneError::Unavailable`] when Redis cannot be reached.
     pub async fn room_size(&self, room: &str) -> Result<usize, BackplaneError> {
+        let others = self.remote_room_size(room).await?;
         let local = self.inner.node.get().map_or(0, |node| node.size(room));
+        Ok(local + others)
+    }
+
+    /// The members of `room` on the other live nodes, as they last wrote them. With
+    /// [`Rooms::join_with`](crate::Rooms::join_with), whose count is this node's, it gives a cluster
+    /// count fixed at the join: `remote + count`.
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError::Unavailable`] when Redis cannot be reached.
+    pub async fn remote_room_size(&self, room: &str) -> Result<usize, BackplaneError> {
         let others: Vec<usize> = self.inner.others(room, "HLEN").await?;
-        Ok(local + others.into_iter().sum::<usize>())
+        Ok(others.into_iter().sum())
     }
 
     /// The presence values ([`Rooms::set_presence`](crate::Rooms::set_presence)) of the members of

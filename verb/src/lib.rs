@@ -71,7 +71,8 @@ pub use verb_auth::{
 pub use verb_rooms::RedisBackplane;
 #[doc(inline)]
 pub use verb_rooms::{
-    Backplane, BackplaneError, Delivery, MemoryBackplane, Node, Rooms, Scope, Target, Topics,
+    Backplane, BackplaneError, Delivery, Greeting, Joined, MemoryBackplane, Node, Rooms, Scope,
+    Target, Topics,
 };
 
 /// A new WebSocket endpoint to fill with callbacks: the same as [`Ws::new`].
@@ -111,8 +112,8 @@ pub fn create_server_with(protocol: ServerProtocol) -> App {
 pub mod prelude {
     #[doc(no_inline)]
     pub use crate::{
-        App, Claims, ClaimsExt, CloseCode, Delivery, Html, HttpError, IntoResponse, Json, Message,
-        Method, Next, Request, Response, Rooms, SendStatus, ServerConfig, ServerProtocol,
+        App, Claims, ClaimsExt, CloseCode, Delivery, Greeting, Html, HttpError, IntoResponse, Json,
+        Message, Method, Next, Request, Response, Rooms, SendStatus, ServerConfig, ServerProtocol,
         StatusCode, Topics, WebSocket, Ws, WsConfig, create_server, create_server_with,
     };
 }

@@ -560,3 +560,83 @@ fn plain_broadcast_compresses_when_asked() {
         assert!(example.terminate().success());
     }
 }
+
+/// Opens `n` WebSockets to `path` at once and returns them with their first message each.
+async fn open_at_once(
+    example: &Example,
+    path: &str,
+    n: usize,
+) -> Vec<(crate::support::Client, Value)> {
+    let url = format!("ws://{}{path}", example.addr);
+    let opens: Vec<_> = (0..n)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let (mut client, _) = tokio_tungstenite::connect_async(url)
+                    .await
+                    .expect("upgrade");
+                let first = next_json(&mut client).await;
+                (client, first)
+            })
+        })
+        .collect();
+    let mut clients = Vec::new();
+    for open in opens {
+        clients.push(open.await.expect("an open ran"));
+    }
+    clients
+}
+
+/// Regression (issue 27): the examples that greet with a count joined, counted and greeted in three
+/// steps, so a broadcast (another member's leave, say) could come before a newcomer's welcome, and
+/// concurrent joins could be told the same count. Under concurrent joins, and joins beside leaves,
+/// every newcomer's first message is its welcome, and concurrent joins into an empty group are told
+/// the counts 1..=n, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn welcomes_come_first_under_concurrent_joins_and_leaves() {
+    const JOINS: usize = 16;
+    // (example, path, the welcome's type, the field with the count)
+    let cases = [
+        ("rooms", "/ws/green", "welcome", "userCount"),
+        ("broadcast", "/ws", "welcome", "userCount"),
+        ("chat", "/", "userCount", "count"),
+    ];
+    for (name, path, welcome, field) in cases {
+        let example = Example::start(name, &[]);
+        let mut clients = open_at_once(&example, path, JOINS).await;
+        let mut counts: Vec<u64> = clients
+            .iter()
+            .map(|(_, first)| {
+                assert_eq!(
+                    first["type"], welcome,
+                    "{name}: the first message was {first}"
+                );
+                first[field]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{name}: no count in {first}"))
+            })
+            .collect();
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=JOINS as u64).collect::<Vec<_>>(), "{name}");
+
+        for _wave in 0..3 {
+            let leaving: Vec<_> = clients.drain(..JOINS / 2).collect();
+            let closes = tokio::spawn(async move {
+                for (mut client, _) in leaving {
+                    client.close(None).await.expect("close");
+                }
+            });
+            let newcomers = open_at_once(&example, path, JOINS / 2).await;
+            closes.await.expect("the closes ran");
+            for (_, first) in &newcomers {
+                assert_eq!(
+                    first["type"], welcome,
+                    "{name}: a newcomer's first message was {first}"
+                );
+            }
+            clients.extend(newcomers);
+        }
+        drop(clients);
+        assert!(example.terminate().success(), "{name} stopped gracefully");
+    }
+}

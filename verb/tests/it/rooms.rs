@@ -480,3 +480,129 @@ async fn concurrent_joins_leaves_and_publishes_keep_the_hub_consistent() {
         reader.await.unwrap();
     }
 }
+
+/// An app whose `/hall` joins each connection to room `hall` with `join_with` (welcome `welcome N`,
+/// announcement `joined N`), tells the others `left N` when one closes, and a task that keeps
+/// broadcasting `noise` to the hall until the returned flag is lowered.
+async fn hall() -> (TestServer, Rooms, Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut app = verb::create_server();
+    let rooms = app.rooms().clone();
+    let (opened, closed) = (rooms.clone(), rooms.clone());
+    app.ws(
+        "/hall",
+        Ws::new()
+            .open(move |ws: &WebSocket, _req: &Request| {
+                opened.join_with("hall", ws, |count| {
+                    Greeting::new()
+                        .welcome(format!("welcome {count}"))
+                        .announce(format!("joined {count}"))
+                });
+            })
+            .close(move |_ws: &WebSocket, _code: CloseCode, _reason: &str| {
+                closed
+                    .to("hall")
+                    .send(format!("left {}", closed.size("hall")));
+            }),
+    );
+    let running = Arc::new(AtomicBool::new(true));
+    let (noisy, flag) = (rooms.clone(), Arc::clone(&running));
+    tokio::spawn(async move {
+        while flag.load(Ordering::Relaxed) {
+            noisy.to("hall").send("noise");
+            tokio::task::yield_now().await;
+        }
+    });
+    (TestServer::start(app).await, rooms, running)
+}
+
+/// Opens `n` WebSockets to `/hall` at once; each one's first message must be its welcome. Returns
+/// the clients with their welcome counts.
+async fn open_hall(server: &Arc<TestServer>, n: usize) -> Vec<(TestWs, usize)> {
+    let joins: Vec<_> = (0..n)
+        .map(|_| {
+            let server = Arc::clone(server);
+            tokio::spawn(async move {
+                let mut client = server.ws("/hall").await;
+                let first = client.recv_text().await;
+                let count: usize = first
+                    .strip_prefix("welcome ")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("the first message was {first:?}, not a welcome"));
+                (client, count)
+            })
+        })
+        .collect();
+    let mut clients = Vec::new();
+    for join in joins {
+        clients.push(
+            join.await
+                .expect("a newcomer's first message was its welcome"),
+        );
+    }
+    clients
+}
+
+/// Regression (issue 27): the rooms example joined, then counted, then sent its welcome, so a
+/// broadcast from another task could reach a newcomer before its welcome, and concurrent joins could
+/// report the same count. With `join_with`, under a steady stream of broadcasts and concurrent joins
+/// and leaves, every newcomer's first message is its welcome; concurrent joins get the counts
+/// 1..=n, each once; and each member hears the later joins' counts in increasing order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_with_welcome_comes_first_and_counts_follow_the_joins() {
+    const JOINS: usize = 32;
+    const ROUNDS: usize = 6;
+    let (server, rooms, running) = hall().await;
+    let server = Arc::new(server);
+
+    for round in 0..ROUNDS {
+        // Concurrent joins into an empty hall: distinct counts 1..=JOINS.
+        let mut clients = open_hall(&server, JOINS).await;
+        let mut counts: Vec<usize> = clients.iter().map(|(_, count)| *count).collect();
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=JOINS).collect::<Vec<_>>(), "round {round}");
+
+        // Each member then hears exactly the later joins, in the order of their counts.
+        for (client, count) in &mut clients {
+            let mut expected = *count + 1;
+            while expected <= JOINS {
+                let text = client.recv_text().await;
+                if text == "noise" {
+                    continue;
+                }
+                assert_eq!(
+                    text,
+                    format!("joined {expected}"),
+                    "round {round}: the member welcomed with {count}"
+                );
+                expected += 1;
+            }
+        }
+
+        // Leaves and joins at once: newcomers still get their welcome first.
+        let leaving: Vec<_> = clients.drain(..JOINS / 2).collect();
+        let closes = tokio::spawn(async move {
+            for (mut client, _) in leaving {
+                client.close(1000, "bye").await;
+            }
+        });
+        let newcomers = open_hall(&server, JOINS / 2).await;
+        closes.await.expect("the closes ran");
+        assert_eq!(newcomers.len(), JOINS / 2);
+        eventually("the hall holds the stayers and the newcomers", || {
+            rooms.size("hall") == JOINS
+        })
+        .await;
+
+        for (mut client, _) in clients.into_iter().chain(newcomers) {
+            client.close(1000, "round over").await;
+        }
+        eventually("the hall is empty", || rooms.size("hall") == 0).await;
+    }
+
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    Arc::try_unwrap(server)
+        .unwrap_or_else(|_| panic!("no task keeps the server"))
+        .stop()
+        .await;
+}
