@@ -28,6 +28,8 @@ struct Cli {
     #[command(flatten)]
     common: Common,
     #[command(flatten)]
+    origins: examples::Origins,
+    #[command(flatten)]
     auth: AuthArgs,
 }
 
@@ -96,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
     app.ws(
         "/ws",
         Ws::new()
+            .origin_policy(cli.origins.policy())
             .open(move |ws: &WebSocket, _req: &Request| {
                 let Some(claims) = ws.claims::<Claims>() else {
                     return;

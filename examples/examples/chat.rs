@@ -20,6 +20,8 @@ use verb::prelude::*;
 struct Cli {
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    origins: examples::Origins,
 }
 
 const PAGE: &str = include_str!("../pages/chat.html");
@@ -67,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
     app.metrics("/metrics")?;
     app.websocket(
         Ws::new()
+            .origin_policy(cli.origins.policy())
             .open(move |ws: &WebSocket, _req: &Request| {
                 tracing::info!(id = ws.id(), peer = %ws.remote_addr(), "chat: joined");
                 // Join and tell everyone (the newcomer first) the count in one step, so the counts

@@ -17,6 +17,8 @@ use verb::prelude::*;
 struct Cli {
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    origins: examples::Origins,
     /// Seconds a connection may stay silent before it is closed (the server pings at half).
     #[arg(long, default_value_t = 120)]
     idle_timeout_s: u64,
@@ -54,7 +56,8 @@ async fn main() -> anyhow::Result<()> {
         .compression(true)
         .backpressure_limit(64 * 1024)
         .protocols(["chat", "notification"])
-        .header("X-WebSocket-Server", "Verb");
+        .header("X-WebSocket-Server", "Verb")
+        .origin_policy(cli.origins.policy());
 
     let mut app = verb::create_server_with(ServerProtocol::WebSocket);
     let rooms = app.rooms().clone();

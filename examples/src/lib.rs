@@ -23,6 +23,26 @@ impl Common {
     }
 }
 
+/// `--allowed-origin ORIGIN` (repeatable): origins whose pages may open the example's WebSockets,
+/// besides its own (the Origin policy of every WebSocket endpoint).
+#[derive(Debug, Clone, Args)]
+pub struct Origins {
+    /// An origin (`https://app.example.com`) or subdomain pattern (`https://*.example.com`) whose
+    /// pages may open WebSockets here, besides this server's own; repeatable.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<verb::AllowedOrigin>,
+}
+
+impl Origins {
+    /// The policy: the request's own origin, plus every `--allowed-origin`.
+    pub fn policy(&self) -> verb::OriginPolicy {
+        self.allowed_origins.iter().cloned().fold(
+            verb::OriginPolicy::same_origin(),
+            verb::OriginPolicy::allow_parsed,
+        )
+    }
+}
+
 /// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

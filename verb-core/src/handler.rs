@@ -104,7 +104,7 @@ impl Next {
         self.into_future(req).await
     }
 
-    fn into_future(mut self, req: Request) -> BoxFuture<Response> {
+    pub(crate) fn into_future(mut self, req: Request) -> BoxFuture<Response> {
         match self.chain.middleware.get(self.index) {
             Some(middleware) => {
                 let middleware = Arc::clone(middleware);

@@ -43,6 +43,7 @@
 mod conn;
 mod error;
 mod handler;
+mod origin;
 mod request;
 mod response;
 mod server;
@@ -52,6 +53,7 @@ mod tls;
 pub use conn::Connection;
 pub use error::{Error, HttpError, JsonRejection, ListenAddr, QueryRejection, TextRejection};
 pub use handler::{BoxFuture, BoxHandler, BoxMiddleware, Chain, Handler, Middleware, Next};
+pub use origin::{AllowedOrigin, InvalidOrigin, OriginPolicy};
 pub use request::{InvalidParam, Params, Request, RequestBuilder};
 pub use response::{Html, IntoResponse, Json, Response};
 pub use server::{Lifecycle, Server, ServerConfig, ServerHandle, ShutdownSignal, shutdown_signal};

@@ -42,6 +42,8 @@ pub struct Request {
     body: Bytes,
     params: Params,
     remote_addr: SocketAddr,
+    /// Whether it arrived over TLS.
+    secure: bool,
 }
 
 impl Request {
@@ -52,7 +54,27 @@ impl Request {
             body,
             params: Params::default(),
             remote_addr,
+            secure: false,
         }
+    }
+
+    /// Marks the request as received over TLS (or not); servers set it, [`from_parts`](Self::from_parts)
+    /// starts with `false`.
+    pub fn with_secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// Whether the request arrived over TLS.
+    pub fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    /// The scheme of the listener the request arrived on: `"https"` over TLS, else `"http"`. With the
+    /// `Host` header it gives the request's own origin (RFC 6454), which WebSocket endpoints compare
+    /// with `Origin`.
+    pub fn scheme(&self) -> &'static str {
+        if self.secure { "https" } else { "http" }
     }
 
     /// A builder, for tests and for calling handlers directly.
@@ -61,6 +83,7 @@ impl Request {
             inner: http::Request::builder(),
             body: Bytes::new(),
             remote_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            secure: false,
         }
     }
 
@@ -253,6 +276,7 @@ pub struct RequestBuilder {
     inner: http::request::Builder,
     body: Bytes,
     remote_addr: SocketAddr,
+    secure: bool,
 }
 
 impl RequestBuilder {
@@ -286,6 +310,12 @@ impl RequestBuilder {
         self
     }
 
+    /// Whether the request arrived over TLS. Default is `false`.
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
     /// Makes the request.
     ///
     /// # Panics
@@ -298,7 +328,7 @@ impl RequestBuilder {
             Err(err) => panic!("invalid request given to RequestBuilder: {err}"),
         };
         let (head, ()) = req.into_parts();
-        Request::from_parts(head, self.body, self.remote_addr)
+        Request::from_parts(head, self.body, self.remote_addr).with_secure(self.secure)
     }
 }
 

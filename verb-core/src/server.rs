@@ -748,7 +748,7 @@ async fn respond(shared: &Shared, req: hyper::Request<Incoming>, remote: SocketA
             return err.into_response();
         }
     };
-    let req = Request::from_parts(head, body, remote);
+    let req = Request::from_parts(head, body, remote).with_secure(shared.tls.is_some());
     let handler = &shared.handler;
     // A panic inside user code must cost this one request a 500, not the connection or the server.
     match AssertUnwindSafe(async move { handler.call(req).await })

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
+use verb_core::OriginPolicy;
 
 use crate::deflate::Compression;
 
@@ -47,6 +48,7 @@ pub struct WsConfig {
     pub(crate) over_capacity: OverCapacity,
     pub(crate) compression: Option<Compression>,
     pub(crate) close_timeout: Duration,
+    pub(crate) origin: OriginPolicy,
 }
 
 impl Default for WsConfig {
@@ -62,6 +64,7 @@ impl Default for WsConfig {
             over_capacity: OverCapacity::Refuse,
             compression: None,
             close_timeout: Duration::from_secs(5),
+            origin: OriginPolicy::same_origin(),
         }
     }
 }
@@ -175,6 +178,51 @@ impl WsConfig {
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = clamp_timeout(timeout);
         self
+    }
+
+    /// Also accepts upgrades from these origins: exact origins (`https://app.example.com`) or subdomain
+    /// patterns (`https://*.example.com`), added to the request's own origin (see [`OriginPolicy`]).
+    /// An upgrade whose `Origin` is none of them is refused with 403 before any middleware or callback
+    /// runs; one without `Origin` (not a browser) passes.
+    ///
+    /// Default is the request's own origin only.
+    ///
+    /// # Panics
+    ///
+    /// If an entry is not an origin or a pattern; check input with
+    /// [`AllowedOrigin::parse`](verb_core::AllowedOrigin::parse) first.
+    #[track_caller]
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for origin in origins {
+            self.origin = self.origin.allow(origin.as_ref());
+        }
+        self
+    }
+
+    /// Accepts upgrades from every origin: the cross-site check is off. Only for endpoints that no
+    /// cookie authenticates (a cross-site page can open a WebSocket with the user's cookies).
+    ///
+    /// Default is off (the request's own origin only).
+    pub fn any_origin(mut self) -> Self {
+        self.origin = OriginPolicy::any();
+        self
+    }
+
+    /// Replaces the origin policy.
+    ///
+    /// Default is [`OriginPolicy::same_origin`].
+    pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
+        self.origin = policy;
+        self
+    }
+
+    /// The origin policy.
+    pub fn get_origin_policy(&self) -> &OriginPolicy {
+        &self.origin
     }
 
     /// The payload limit.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use verb_core::{BoxFuture, Handler, Request, Response};
+use verb_core::{BoxFuture, Handler, OriginPolicy, Request, Response};
 
 use crate::attach::{Attachment, Attachments};
 use crate::config::{OverCapacity, WsConfig};
@@ -275,6 +275,33 @@ impl Ws {
     /// See [`WsConfig::close_timeout`].
     pub fn close_timeout(self, timeout: std::time::Duration) -> Self {
         self.tune(|c| c.close_timeout(timeout))
+    }
+
+    /// See [`WsConfig::allowed_origins`].
+    #[track_caller]
+    pub fn allowed_origins<I, S>(self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let config = (*self.config).clone().allowed_origins(origins);
+        self.config(config)
+    }
+
+    /// See [`WsConfig::any_origin`].
+    pub fn any_origin(self) -> Self {
+        self.tune(WsConfig::any_origin)
+    }
+
+    /// See [`WsConfig::origin_policy`].
+    pub fn origin_policy(self, policy: OriginPolicy) -> Self {
+        self.tune(|c| c.origin_policy(policy))
+    }
+
+    /// The endpoint's origin policy. A host that runs middleware before the endpoint (the `verb`
+    /// facade does) runs this first, so a cross-site upgrade is refused before auth or app code.
+    pub fn get_origin_policy(&self) -> &OriginPolicy {
+        &self.config.origin
     }
 
     /// See [`WsConfig::compression_with`].

@@ -50,6 +50,11 @@ fn refuse(status: StatusCode, message: &'static str) -> Response {
 
 /// Answers an upgrade request: `101` and a spawned connection, or an HTTP error.
 pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
+    // Before anything else: a cross-site page must learn nothing from this endpoint (RFC 6455 §10.2).
+    if let Err(refused) = endpoint.config.origin.check(&req) {
+        stats::upgrade(refused.status());
+        return refused.into_response();
+    }
     if req.method() != Method::GET {
         return refuse(
             StatusCode::METHOD_NOT_ALLOWED,

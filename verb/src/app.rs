@@ -86,6 +86,8 @@ struct RouteEntry {
     handler: BoxHandler,
     middleware: Vec<BoxMiddleware>,
     is_ws: bool,
+    /// A WebSocket endpoint's origin policy, run before the app's middleware and the route's.
+    guard: Option<BoxMiddleware>,
 }
 
 impl App {
@@ -132,6 +134,7 @@ impl App {
             handler: Arc::new(handler),
             middleware: Vec::new(),
             is_ws: false,
+            guard: None,
         });
         Route { app: self, index }
     }
@@ -255,8 +258,11 @@ impl App {
     #[track_caller]
     pub fn ws(&mut self, path: &str, ws: Ws) -> Route<'_> {
         let ws = self.endpoint(ws);
+        let guard: BoxMiddleware = Arc::new(ws.get_origin_policy().clone());
         let route = self.route(Method::GET, path, ws);
-        route.app.routes[route.index].is_ws = true;
+        let entry = &mut route.app.routes[route.index];
+        entry.is_ws = true;
+        entry.guard = Some(guard);
         route
     }
 
@@ -266,10 +272,12 @@ impl App {
     /// a page while `ws://host:3000/` upgrades).
     pub fn websocket(&mut self, ws: Ws) -> &mut Self {
         let ws = self.endpoint(ws);
+        let guard: BoxMiddleware = Arc::new(ws.get_origin_policy().clone());
         self.websocket = Some(RouteEntry {
             handler: Arc::new(ws),
             middleware: Vec::new(),
             is_ws: true,
+            guard: Some(guard),
         });
         self
     }
@@ -437,7 +445,10 @@ impl App {
     fn into_parts(self) -> (BoxHandler, ServerConfig, ServerProtocol) {
         let global = &self.middleware;
         let chain = |route: RouteEntry| {
-            let mut middleware = global.clone();
+            // A WebSocket endpoint's origin check comes first: a cross-site upgrade reaches no auth,
+            // limit or app code.
+            let mut middleware: Vec<BoxMiddleware> = route.guard.into_iter().collect();
+            middleware.extend(global.iter().cloned());
             middleware.extend(route.middleware);
             Chain::new(middleware, route.handler)
         };

@@ -48,10 +48,11 @@ pub use monitor::{MetricsError, Stats, StatsSnapshot};
 
 #[doc(inline)]
 pub use verb_core::{
-    BoxFuture, Bytes, DevCertificate, Error, Handler, HeaderMap, HeaderName, HeaderValue, Html,
-    HttpError, IntoResponse, Json, JsonRejection, ListenAddr, Method, Middleware, Next, Params,
-    QueryRejection, Request, Response, Server, ServerConfig, ServerHandle, ShutdownSignal,
-    StatusCode, TextRejection, TlsConfig, TlsError, header,
+    AllowedOrigin, BoxFuture, Bytes, DevCertificate, Error, Handler, HeaderMap, HeaderName,
+    HeaderValue, Html, HttpError, IntoResponse, InvalidOrigin, Json, JsonRejection, ListenAddr,
+    Method, Middleware, Next, OriginPolicy, Params, QueryRejection, Request, Response, Server,
+    ServerConfig, ServerHandle, ShutdownSignal, StatusCode, TextRejection, TlsConfig, TlsError,
+    header,
 };
 
 #[doc(inline)]

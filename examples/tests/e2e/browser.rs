@@ -89,7 +89,24 @@ impl Browser {
     }
 
     /// Sends a command (to a tab's session, or to the browser) and returns its result.
+    ///
+    /// # Panics
+    ///
+    /// If the browser answers with an error.
     async fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        match self.try_call(session, method, params).await {
+            Ok(result) => result,
+            Err(error) => panic!("{method} failed: {error}"),
+        }
+    }
+
+    /// Sends a command and returns its result, or the error the browser answered with.
+    async fn try_call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut command = json!({ "id": id, "method": method, "params": params });
@@ -114,9 +131,9 @@ impl Browser {
             }
             if reply["id"] == json!(id) {
                 if let Some(error) = reply.get("error") {
-                    panic!("{method} failed: {error}");
+                    return Err(error.clone());
                 }
-                return reply["result"].clone();
+                return Ok(reply["result"].clone());
             }
         }
     }
@@ -166,14 +183,25 @@ impl Browser {
     }
 
     /// Evaluates `expression` in `tab` (awaiting a promise) and returns its value.
+    /// While the tab is still navigating, its JavaScript context may be replaced under an evaluation;
+    /// that is retried (for up to 10 s), not reported as a failure of the expression.
     pub(crate) async fn eval(&mut self, tab: &Tab, expression: &str) -> Value {
-        let result = self
-            .call(
-                Some(&tab.session),
-                "Runtime.evaluate",
-                json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
-            )
-            .await;
+        let params =
+            json!({ "expression": expression, "returnByValue": true, "awaitPromise": true });
+        let mut attempts = 0;
+        let result = loop {
+            match self
+                .try_call(Some(&tab.session), "Runtime.evaluate", params.clone())
+                .await
+            {
+                Ok(result) => break result,
+                Err(error) if attempts < 200 && navigating(&error) => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("Runtime.evaluate failed: {error}\nin: {expression}"),
+            }
+        };
         if let Some(exception) = result.get("exceptionDetails") {
             panic!("JavaScript failed: {exception}\nin: {expression}");
         }
@@ -232,4 +260,12 @@ impl Drop for Browser {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// Whether a DevTools error says that the page's context went away under a navigation.
+fn navigating(error: &Value) -> bool {
+    let message = error["message"].as_str().unwrap_or_default();
+    message.contains("Execution context was destroyed")
+        || message.contains("Cannot find context")
+        || message.contains("Inspected target navigated")
 }

@@ -242,7 +242,15 @@ fn handshake_extensions(browser: &Browser) -> Vec<String> {
 async fn chromium_exchanges_compressed_messages_with_plain_echo() {
     let example = Example::start("plain-echo", &[]);
     let mut browser = Browser::launch().await;
-    let tab = browser.open("about:blank").await;
+    // A page of the server's own origin (its answer to a plain GET): the Origin policy lets through
+    // what the server's own pages open, and refuses an opaque `null` origin such as about:blank's.
+    let tab = browser.open(&format!("http://{}/", example.addr)).await;
+    browser
+        .wait_for(
+            &tab,
+            "document.readyState === 'complete' && location.protocol === 'http:'",
+        )
+        .await;
     browser.enable_network(&tab).await;
     let script = format!(
         r#"new Promise((resolve, reject) => {{

@@ -5,6 +5,7 @@ mod cluster;
 mod deflate;
 mod http;
 mod liveness;
+mod origin;
 mod rooms;
 mod secure;
 mod signals;

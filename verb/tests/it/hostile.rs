@@ -316,3 +316,109 @@ async fn an_announced_huge_frame_reserves_nothing_up_front() {
     let mut other = server.ws("/ws").await;
     other.send_text("still serving").await;
 }
+
+/// Cross-site WebSocket hijacking (RFC 6455 §10.2): a page on another site opens a WebSocket that
+/// the browser sends with the victim's cookie. The default policy refuses a foreign `Origin` with a
+/// 403 JSON error before the app's middleware, the route's auth middleware or any callback runs, and
+/// lets through upgrades without `Origin` and those from the request's own origin.
+#[tokio::test]
+async fn a_cross_site_upgrade_is_refused_before_auth_and_app_code() {
+    let ran: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let mut app = verb::create_server();
+    let seen = Arc::clone(&ran);
+    app.middleware(move |req: Request, next: Next| {
+        seen.lock().unwrap().push("app middleware");
+        next.run(req)
+    });
+    let (opened, authed) = (Arc::clone(&ran), Arc::clone(&ran));
+    app.ws(
+        "/ws",
+        Ws::new().open(move |_ws: &WebSocket, _req: &Request| {
+            opened.lock().unwrap().push("open");
+        }),
+    )
+    .middleware(move |req: Request, next: Next| {
+        authed.lock().unwrap().push("auth");
+        next.run(req)
+    });
+    app.ws(
+        "/partner",
+        Ws::new().allowed_origins(["https://*.partner.test"]),
+    );
+    app.ws("/public", Ws::new().any_origin());
+    let server = TestServer::start(app).await;
+    let own = format!("http://{}", server.addr());
+
+    for origin in [
+        "https://evil.test",
+        "null",
+        "https://127.0.0.1.evil.test",
+        "garbage",
+    ] {
+        let refused = server.try_ws("/ws", &[("origin", origin)]).await;
+        assert_eq!(refused.err(), Some(StatusCode::FORBIDDEN), "{origin}");
+    }
+    assert!(
+        ran.lock().unwrap().is_empty(),
+        "ran for a foreign origin: {:?}",
+        ran.lock().unwrap()
+    );
+    // The refusal is the usual JSON error, also for a plain request to the endpoint.
+    let res = server
+        .request(Method::GET, "/ws")
+        .header("origin", "https://evil.test")
+        .send()
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(res.header("content-type"), Some("application/json"));
+    let body: serde_json::Value = res.json();
+    assert_eq!(body["error"], "Forbidden");
+    assert!(
+        body["message"].as_str().unwrap().contains("Origin"),
+        "{body}"
+    );
+
+    // No Origin (not a browser) and the request's own origin pass, through the whole chain.
+    let mut plain = server.try_ws("/ws", &[]).await.expect("no Origin passes");
+    let mut same = server
+        .try_ws("/ws", &[("origin", &own)])
+        .await
+        .expect("own origin passes");
+    plain.close(1000, "").await;
+    same.close(1000, "").await;
+    let mut expected = vec!["app middleware", "auth", "open"];
+    expected.extend(["app middleware", "auth", "open"]);
+    eventually_eq(&ran, &expected).await;
+
+    // An allowed pattern, and an endpoint that opted out.
+    assert!(
+        server
+            .try_ws("/partner", &[("origin", "https://app.partner.test")])
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        server
+            .try_ws("/partner", &[("origin", "https://partner.test")])
+            .await
+            .err(),
+        Some(StatusCode::FORBIDDEN)
+    );
+    assert!(
+        server
+            .try_ws("/public", &[("origin", "https://evil.test")])
+            .await
+            .is_ok()
+    );
+    server.stop().await;
+}
+
+async fn eventually_eq(ran: &Mutex<Vec<&'static str>>, expected: &[&str]) {
+    for _ in 0..500 {
+        if ran.lock().unwrap().as_slice() == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(ran.lock().unwrap().as_slice(), expected);
+}

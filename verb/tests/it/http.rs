@@ -267,3 +267,39 @@ fn conflicting_routes_name_both() {
         "{message}"
     );
 }
+
+/// `OriginPolicy` as route middleware guards a cookie-authenticated HTTP route from cross-site
+/// requests (a form post from another site carries the cookie; CORS does not stop it being sent).
+#[tokio::test]
+async fn origin_policy_guards_a_cookie_authenticated_route() {
+    let mut app = verb::create_server();
+    app.post("/transfer", |req: Request| async move {
+        format!("moved for {}", req.cookie("session").unwrap_or("nobody"))
+    })
+    .middleware(verb::OriginPolicy::same_origin().allow("https://bank.test"));
+    let server = TestServer::start(app).await;
+    let own = format!("http://{}", server.addr());
+    let send = |origin: Option<&'static str>| {
+        let mut req = server.post("/transfer").header("cookie", "session=ada");
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        req.send()
+    };
+    let refused = send(Some("https://evil.test")).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(refused.json::<serde_json::Value>()["error"], "Forbidden");
+    assert_eq!(send(None).await.text(), "moved for ada");
+    assert_eq!(
+        send(Some("https://bank.test")).await.text(),
+        "moved for ada"
+    );
+    let same = server
+        .post("/transfer")
+        .header("cookie", "session=ada")
+        .header("origin", &own)
+        .send()
+        .await;
+    assert_eq!(same.text(), "moved for ada");
+    server.stop().await;
+}

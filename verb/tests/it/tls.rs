@@ -233,3 +233,36 @@ fn bad_certificate_configuration_is_reported_precisely() {
     assert!(TlsConfig::from_pem_files(&cert, &key).is_ok());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Over TLS the request's own origin is `https://` + `Host`: a page served by this server passes,
+/// the same host named with `http://` (another origin) is refused with 403.
+#[tokio::test]
+async fn over_tls_the_own_origin_is_https() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dev = DevCertificate::generate(["localhost", "127.0.0.1"]).unwrap();
+    let server = start(secure_app(&dev)).await;
+    let port = server.local_addr().port();
+    let upgrade = |origin: String| {
+        let dev = &dev;
+        let addr = server.local_addr();
+        async move {
+            let mut request = format!("wss://localhost:{port}/")
+                .into_client_request()
+                .unwrap();
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+            let tls = tls_connect(dev, addr).await;
+            match tokio_tungstenite::client_async(request, tls).await {
+                Ok(_) => 101,
+                Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                    response.status().as_u16()
+                }
+                Err(err) => panic!("handshake failed: {err}"),
+            }
+        }
+    };
+    assert_eq!(upgrade(format!("https://localhost:{port}")).await, 101);
+    assert_eq!(upgrade(format!("http://localhost:{port}")).await, 403);
+    server.stop().await.unwrap();
+}
