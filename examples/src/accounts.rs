@@ -61,20 +61,28 @@ pub struct AuthArgs {
 }
 
 impl AuthArgs {
-    /// The token verifier and signer.
+    /// The token verifier and signer. A `--jwt-secret` (or `JWT_SECRET`) shorter than 32 bytes ends
+    /// the process with status 2 and a message naming its length, before anything listens.
     ///
     /// # Errors
     ///
     /// If the system has no randomness for a generated secret.
     pub fn jwt(&self) -> anyhow::Result<Jwt> {
         if let Some(secret) = &self.jwt_secret {
-            return Ok(Jwt::hs256(secret.as_bytes()));
+            return match Jwt::hs256(secret.as_bytes()) {
+                Ok(jwt) => Ok(jwt),
+                Err(err) => {
+                    // A usage error, reported as clap reports one (status 2).
+                    eprintln!("error: --jwt-secret / JWT_SECRET: {err}");
+                    std::process::exit(2);
+                }
+            };
         }
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret)
             .map_err(|err| anyhow::anyhow!("no randomness for a JWT secret: {err}"))?;
         tracing::info!("no --jwt-secret or JWT_SECRET: using a random secret for this run");
-        Ok(Jwt::hs256(secret))
+        Ok(Jwt::hs256(secret)?)
     }
 
     /// Token lifetime.

@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use verb::{Claims, Jwt, JwtAuth, Request, TokenSource};
 
 fuzz_target!(|data: &[u8]| {
-    let jwt = Jwt::hs256("fuzzing secret that the input never learns");
+    let jwt = Jwt::hs256("fuzzing secret that the input never learns").expect("a long secret");
     let auth = JwtAuth::<Claims>::new(jwt.clone()).sources([
         TokenSource::Bearer,
         TokenSource::Query("token".to_owned()),

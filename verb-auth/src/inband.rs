@@ -36,7 +36,7 @@ type SuccessFn<C> = dyn Fn(&WebSocket, &C) + Send + Sync;
 /// use verb_auth::{Claims, ClaimsExt, InbandAuth, Jwt};
 /// use verb_ws::{Message, WebSocket, Ws};
 ///
-/// let jwt = Jwt::hs256(b"a long random secret, at least 32 bytes");
+/// let jwt = Jwt::hs256(b"a long random secret, at least 32 bytes").expect("32 bytes or more");
 /// let chat = Ws::new()
 ///     .attach(InbandAuth::<Claims>::new(jwt).timeout(Duration::from_secs(10)))
 ///     .message(|ws: &WebSocket, msg: Message| {

@@ -56,6 +56,15 @@ pub enum JwtError {
     /// A key could not be loaded.
     #[error("invalid key: {0}")]
     InvalidKey(String),
+    /// An HMAC secret shorter than [`MIN_SECRET_LEN`] bytes: short enough to be guessed offline from
+    /// any one token it signed.
+    #[error(
+        "JWT secret too short: {len} bytes, at least 32 are needed (use 32 or more random bytes)"
+    )]
+    WeakSecret {
+        /// The length of the secret given, in bytes.
+        len: usize,
+    },
     /// This verifier has no private key, so it cannot sign.
     #[error("no signing key: this verifier was built from a public key only")]
     CannotSign,
@@ -182,6 +191,10 @@ impl HasRoles for Claims {
     }
 }
 
+/// The shortest HMAC secret [`Jwt::hs256`] accepts, in bytes (as long as the SHA-256 output, RFC 7518
+/// §3.2).
+pub const MIN_SECRET_LEN: usize = 32;
+
 /// Signs and verifies tokens with one key and one algorithm: a token naming any other algorithm
 /// (including `none`) is refused, so algorithm confusion is impossible. `exp` is required; `exp` and
 /// `nbf` are checked with a small leeway (5 s by default); `iss` and `aud` when configured.
@@ -190,7 +203,7 @@ impl HasRoles for Claims {
 /// use std::time::Duration;
 /// use verb_auth::{Claims, Jwt, JwtError};
 ///
-/// let jwt = Jwt::hs256(b"a long random secret, at least 32 bytes");
+/// let jwt = Jwt::hs256(b"a long random secret, at least 32 bytes")?;
 /// let token = jwt.sign(&Claims::new("42", Duration::from_secs(60)))?;
 /// let claims: Claims = jwt.verify(&token)?;
 /// assert_eq!(claims.sub, "42");
@@ -219,20 +232,22 @@ fn install_crypto() {
 }
 
 impl Jwt {
-    /// HMAC-SHA256 with a shared secret (use at least 32 random bytes).
-    pub fn hs256(secret: impl AsRef<[u8]>) -> Self {
+    /// HMAC-SHA256 with a shared secret of at least [`MIN_SECRET_LEN`] (32) bytes; use random ones.
+    ///
+    /// # Errors
+    ///
+    /// [`JwtError::WeakSecret`] for a shorter secret (an empty or unset `JWT_SECRET`, say): anyone who
+    /// sees one token could recover a short secret offline and forge tokens.
+    pub fn hs256(secret: impl AsRef<[u8]>) -> Result<Self, JwtError> {
         let secret = secret.as_ref();
-        if secret.len() < 32 {
-            tracing::warn!(
-                bytes = secret.len(),
-                "JWT secret shorter than 32 bytes; use a longer random secret"
-            );
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(JwtError::WeakSecret { len: secret.len() });
         }
-        Self::with_keys(
+        Ok(Self::with_keys(
             Algorithm::HS256,
             Some(EncodingKey::from_secret(secret)),
             DecodingKey::from_secret(secret),
-        )
+        ))
     }
 
     /// An asymmetric algorithm from PEM keys: the public key verifies; the private key, if given,
@@ -424,6 +439,7 @@ mod tests {
         let (_, public) = key_pair(&rcgen::PKCS_ECDSA_P256_SHA256);
         let verifier = Jwt::from_pem(KeyAlgorithm::Es256, None, public.as_bytes()).unwrap();
         let confused = Jwt::hs256(public.as_bytes())
+            .unwrap()
             .sign(&Claims::new("1", Duration::from_secs(60)).with_role("admin"))
             .unwrap();
         assert_eq!(
@@ -445,10 +461,21 @@ mod tests {
         ));
     }
 
+    /// A secret under 32 bytes is refused at construction, naming its length; 32 is enough.
+    #[test]
+    fn short_hmac_secrets_are_refused() {
+        for len in [0, 1, 16, 31] {
+            let err = Jwt::hs256(vec![b'k'; len]).err();
+            assert_eq!(err, Some(JwtError::WeakSecret { len }));
+            assert!(err.unwrap().to_string().contains(&format!("{len} bytes")));
+        }
+        assert!(Jwt::hs256([b'k'; 32]).is_ok());
+    }
+
     /// `exp` is required; `iss`, `aud` and `nbf` are checked when configured or present.
     #[test]
     fn registered_claims_are_validated() {
-        let jwt = Jwt::hs256(b"0123456789abcdef0123456789abcdef");
+        let jwt = Jwt::hs256(b"0123456789abcdef0123456789abcdef").unwrap();
         let no_exp = jwt.sign(&serde_json::json!({ "sub": "1" })).unwrap();
         assert_eq!(
             jwt.verify::<Value>(&no_exp),

@@ -19,7 +19,7 @@
 //! use std::time::Duration;
 //! use verb_auth::{Claims, Jwt};
 //!
-//! let jwt = Jwt::hs256(b"a long random secret, at least 32 bytes");
+//! let jwt = Jwt::hs256(b"a long random secret, at least 32 bytes")?;
 //! let token = jwt.sign(&Claims::new("1", Duration::from_secs(3600)).with_role("admin"))?;
 //! let claims: Claims = jwt.verify(&token)?;
 //! assert_eq!(claims.role.as_deref(), Some("admin"));
@@ -32,7 +32,7 @@ mod middleware;
 mod ratelimit;
 
 pub use inband::InbandAuth;
-pub use jwt::{Claims, HasRoles, Jwt, JwtError, KeyAlgorithm};
+pub use jwt::{Claims, HasRoles, Jwt, JwtError, KeyAlgorithm, MIN_SECRET_LEN};
 pub use middleware::{Authenticated, ClaimsExt, JwtAuth, TokenSource, require_role};
 pub use ratelimit::{MessageRateLimit, RateLimit};
 

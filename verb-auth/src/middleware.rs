@@ -114,7 +114,7 @@ fn unauthorized(err: &JwtError) -> Response {
 /// use verb_core::{Chain, Request, Server};
 /// use verb_ws::{WebSocket, Ws};
 ///
-/// let jwt = Jwt::hs256(b"a long random secret, at least 32 bytes");
+/// let jwt = Jwt::hs256(b"a long random secret, at least 32 bytes").expect("32 bytes or more");
 /// let me = |req: Request| async move {
 ///     let claims = req.claims::<Claims>().expect("JwtAuth ran");
 ///     format!("you are {}", claims.sub)
@@ -225,7 +225,7 @@ impl<C> fmt::Debug for JwtAuth<C> {
 /// use verb_auth::{Claims, Jwt, JwtAuth, require_role};
 /// use verb_core::{Chain, Request};
 ///
-/// let jwt = Jwt::hs256(b"a long random secret, at least 32 bytes");
+/// let jwt = Jwt::hs256(b"a long random secret, at least 32 bytes").expect("32 bytes or more");
 /// // With the `verb` facade: `app.get(..).middleware(auth).middleware(require_role::<Claims>("admin"))`.
 /// let admin_only = Chain::new(
 ///     vec![

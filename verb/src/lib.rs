@@ -64,7 +64,7 @@ pub use verb_ws::{
 #[doc(inline)]
 pub use verb_auth::{
     Authenticated, Claims, ClaimsExt, HasRoles, InbandAuth, Jwt, JwtAuth, JwtError, KeyAlgorithm,
-    MessageRateLimit, RateLimit, TokenSource, require_role,
+    MIN_SECRET_LEN, MessageRateLimit, RateLimit, TokenSource, require_role,
 };
 
 #[cfg(feature = "redis")]

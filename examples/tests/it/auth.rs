@@ -312,3 +312,30 @@ async fn close_code(client: &mut Client) -> Option<u16> {
         }
     }
 }
+
+/// `auth-chat` and `inband-auth` refuse a `--jwt-secret` (or `JWT_SECRET`) shorter than 32 bytes: exit
+/// status 2 and a message naming its length, before anything listens.
+#[test]
+fn a_short_jwt_secret_stops_the_examples_before_they_listen() {
+    for name in ["auth-chat", "inband-auth"] {
+        for (args, env) in [
+            (vec!["--jwt-secret", "short secret"], None),
+            (vec![], Some("0123456789abcdef0123456789abcde")),
+        ] {
+            let mut command = std::process::Command::new(crate::support::binary(name));
+            command
+                .args(["--port", "0"])
+                .args(&args)
+                .env_remove("JWT_SECRET");
+            if let Some(secret) = env {
+                command.env("JWT_SECRET", secret);
+            }
+            let out = command.output().expect("the example runs");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+            let len = env.map_or(12, str::len);
+            assert!(stderr.contains(&format!("{len} bytes")), "{name}: {stderr}");
+            assert!(!stderr.contains("listening on"), "{name}: {stderr}");
+        }
+    }
+}

@@ -12,7 +12,7 @@ use verb::{
 const SECRET: &[u8] = b"test secret that is at least 32 bytes long";
 
 fn jwt() -> Jwt {
-    Jwt::hs256(SECRET)
+    Jwt::hs256(SECRET).expect("the test secret is long enough")
 }
 
 fn token(role: &str, ttl: Duration) -> String {
@@ -53,6 +53,7 @@ fn bad_tokens() -> Vec<(&'static str, String)> {
     )
     .unwrap();
     let forged = Jwt::hs256(b"another secret, also 32 bytes or longer!")
+        .unwrap()
         .sign(&Claims::new("7", Duration::from_secs(60)))
         .unwrap();
     // Expired well beyond the 5 s leeway.
