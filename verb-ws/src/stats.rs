@@ -7,7 +7,7 @@
 //! | `verb_ws_messages_received_total`, `verb_ws_bytes_received_total` | counter | complete data messages in |
 //! | `verb_ws_messages_sent_total`, `verb_ws_bytes_sent_total` | counter | data messages queued out |
 //! | `verb_ws_backpressure_total{event}` | counter | sends over the limit (`backpressured`) or refused (`dropped`) |
-//! | `verb_ws_closes_total{code}` | counter | connections ended, by the close code `close` got |
+//! | `verb_ws_closes_total{code}` | counter | connections ended, by the close code `close` got: `1000`–`1015` as they are, a peer's application codes folded into `3xxx` and `4xxx`, anything else `other` (so a peer cannot grow the label set) |
 //!
 //! The hot counters are registered once per endpoint, at its first connection (so a recorder installed
 //! before serving sees them), and each connection keeps a shared handle.
@@ -62,7 +62,43 @@ impl WsMetrics {
 
     pub(crate) fn closed(&self, code: CloseCode) {
         self.open.decrement(1.0);
-        counter!("verb_ws_closes_total", "code" => code.as_u16().to_string()).increment(1);
+        counter!("verb_ws_closes_total", "code" => code_label(code)).increment(1);
+    }
+}
+
+/// The `code` label of a close: a bounded set, whatever code a peer sends.
+fn code_label(code: CloseCode) -> &'static str {
+    const PROTOCOL: [&str; 16] = [
+        "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009", "1010",
+        "1011", "1012", "1013", "1014", "1015",
+    ];
+    match code.as_u16() {
+        n @ 1000..=1015 => PROTOCOL[usize::from(n - 1000)],
+        3000..=3999 => "3xxx",
+        4000..=4999 => "4xxx",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Protocol codes keep their number; peer-chosen ones fold, so the label set has 19 values at most.
+    #[test]
+    fn close_code_labels_are_bounded() {
+        assert_eq!(code_label(CloseCode::from(1000)), "1000");
+        assert_eq!(code_label(CloseCode::from(1011)), "1011");
+        assert_eq!(code_label(CloseCode::from(1015)), "1015");
+        assert_eq!(code_label(CloseCode::from(3000)), "3xxx");
+        assert_eq!(code_label(CloseCode::from(3999)), "3xxx");
+        assert_eq!(code_label(CloseCode::from(4321)), "4xxx");
+        assert_eq!(code_label(CloseCode::from(2999)), "other");
+        assert_eq!(code_label(CloseCode::from(65535)), "other");
+        let labels: std::collections::HashSet<&str> = (0..=u16::MAX)
+            .map(|n| code_label(CloseCode::from(n)))
+            .collect();
+        assert_eq!(labels.len(), 19);
     }
 }
 

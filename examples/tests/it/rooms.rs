@@ -640,3 +640,46 @@ async fn welcomes_come_first_under_concurrent_joins_and_leaves() {
         assert!(example.terminate().success(), "{name} stopped gracefully");
     }
 }
+
+/// Metric labels never take peer-chosen values: 40 peers closing with 40 different application codes
+/// (4000–4019, 3000–3019) make two series, `4xxx` and `3xxx`, not 40.
+#[tokio::test]
+async fn chat_metrics_fold_peer_chosen_close_codes() {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let example = Example::start("chat", &[]);
+    for code in (4000..4020).chain(3000..3020) {
+        let (mut client, _) = connect(&example, "/", None).await;
+        next_json(&mut client).await;
+        client
+            .close(Some(CloseFrame {
+                code: code.into(),
+                reason: "".into(),
+            }))
+            .await
+            .expect("close");
+        // The server's answer ends the handshake.
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut client).await {}
+    }
+    let mut metrics = String::new();
+    for _ in 0..200 {
+        metrics = request(example.addr, "GET", "/metrics", None).await.1;
+        if metrics.contains("verb_ws_closes_total{code=\"3xxx\"} 20") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        metrics.contains("verb_ws_closes_total{code=\"4xxx\"} 20"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("verb_ws_closes_total{code=\"3xxx\"} 20"),
+        "{metrics}"
+    );
+    let series = metrics
+        .lines()
+        .filter(|l| l.starts_with("verb_ws_closes_total{"))
+        .count();
+    assert_eq!(series, 2, "{metrics}");
+    assert!(example.terminate().success());
+}
