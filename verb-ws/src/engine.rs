@@ -828,11 +828,24 @@ impl Engine {
         Ok(())
     }
 
-    /// Begins a closing handshake we initiate.
+    /// Begins a closing handshake we initiate. Every close the server starts (`ws.close`,
+    /// `close_after`, an attachment's verdict, the engine's own) passes here, so a code that may not be
+    /// sent (RFC 6455 §7.4: below 1000, 1004–1006, 1015, 1016–2999, above 4999) is replaced by 1000
+    /// here, with a warning.
     fn start_close(&mut self, code: CloseCode, reason: &str) {
         if self.phase != Phase::Open {
             return;
         }
+        let code = if code.is_sendable() {
+            code
+        } else {
+            tracing::warn!(
+                id = self.ws.id(),
+                %code,
+                "close code may not be sent on the wire (RFC 6455 §7.4); closing with 1000 instead"
+            );
+            CloseCode::NORMAL
+        };
         self.ws.shared.set_state(STATE_CLOSING);
         self.push_control(close_frame(Some(code), reason));
         self.outcome = Some((code, reason.to_owned()));

@@ -632,13 +632,11 @@ impl WebSocket {
     }
 
     /// Starts the closing handshake with `code` and `reason` (cut to 123 bytes). Messages queued
-    /// before go out first; nothing is sent after. Codes that may not be sent (1005, 1006, ...) become
-    /// 1000.
+    /// before go out first; nothing is sent after. A code that may not be sent (below 1000, 1004–1006,
+    /// 1015, 1016–2999, above 4999) is replaced by 1000, with a warning; so it is from
+    /// [`close_after`](Self::close_after) and from attachments' verdicts.
     pub fn close(&self, code: impl Into<CloseCode>, reason: &str) {
-        let mut code = code.into();
-        if !code.is_sendable() {
-            code = CloseCode::NORMAL;
-        }
+        let code = code.into();
         let shared = &self.shared;
         if shared.state.load(Ordering::Acquire) != OPEN {
             return;

@@ -409,3 +409,45 @@ async fn small_messages_after_large_ones_arrive_whole_and_in_order() {
     assert_eq!(frames.len(), expected.len());
     assert!(frames == expected, "the echoes differ from what was sent");
 }
+
+/// A close code that may not be sent (RFC 6455 §7.4) never reaches the wire, whichever API asked for
+/// it: `close` and `close_after` both send 1000 instead; sendable codes pass unchanged.
+#[tokio::test]
+async fn unsendable_close_codes_are_replaced_by_1000_from_every_api() {
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new().message(|ws: &WebSocket, msg: Message| {
+            let text = msg.as_text().unwrap_or_default();
+            let (api, code) = text.split_once(' ').unwrap_or_default();
+            let code: u16 = code.parse().unwrap_or_default();
+            match api {
+                "close" => ws.close(code, "bye"),
+                _ => ws.close_after(std::time::Duration::ZERO, None, code, "bye"),
+            }
+        }),
+    );
+    let server = TestServer::start(app).await;
+    for api in ["close", "close_after"] {
+        for (asked, sent) in [
+            (0, 1000),
+            (999, 1000),
+            (1004, 1000),
+            (1005, 1000),
+            (1006, 1000),
+            (1015, 1000),
+            (1016, 1000),
+            (2999, 1000),
+            (5000, 1000),
+            (65535, 1000),
+            (1008, 1008),
+            (4001, 4001),
+        ] {
+            let mut client = server.ws("/ws").await;
+            client.send_text(&format!("{api} {asked}")).await;
+            let (code, _) = client.recv_close().await;
+            assert_eq!(code.as_u16(), sent, "{api} with {asked}");
+        }
+    }
+    server.stop().await;
+}
