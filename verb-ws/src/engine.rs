@@ -34,8 +34,9 @@ use crate::error::WsError;
 use crate::handler::{ConnectionSlot, WebSocketHandler};
 use crate::message::{CloseCode, Message, Utf8Bytes};
 use crate::socket::{
-    CloseTimer, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, SIGNAL_FORCED,
-    SIGNAL_STOP, SIGNAL_WOKEN, STATE_CLOSED, STATE_CLOSING, WebSocket, close_frame, control_frame,
+    CloseTimer, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, ReadyState,
+    SIGNAL_FORCED, SIGNAL_STOP, SIGNAL_WOKEN, STATE_CLOSED, STATE_CLOSING, WebSocket, close_frame,
+    control_frame,
 };
 
 /// Smallest free space a read is offered.
@@ -770,7 +771,9 @@ impl Engine {
         } else {
             Message::Binary(payload)
         };
-        if self.phase != Phase::Open {
+        // Once the app has asked to close (`ws.close` in a callback for an earlier frame of the same
+        // read, or from another task), data messages are no longer delivered.
+        if self.phase != Phase::Open || self.ws.ready_state() != ReadyState::Open {
             return Ok(());
         }
         if !self.silent {

@@ -341,7 +341,7 @@ impl App {
     /// | `verb_ws_messages_received_total`, `verb_ws_bytes_received_total` | counter | data messages in |
     /// | `verb_ws_messages_sent_total`, `verb_ws_bytes_sent_total` | counter | data messages queued out |
     /// | `verb_ws_backpressure_total{event}` | counter | sends over the limit (`backpressured`) or refused (`dropped`) |
-    /// | `verb_ws_closes_total{code}` | counter | connections ended, by close code |
+    /// | `verb_ws_closes_total{code}` | counter | connections ended, by close code (`1000`–`1015`; peer codes folded into `3xxx`, `4xxx`, `other`) |
     /// | `verb_rooms_rooms` | gauge | rooms with members |
     /// | `verb_rooms_fanouts_total`, `verb_rooms_deliveries_total{result}` | counter | fan-outs and their deliveries |
     ///

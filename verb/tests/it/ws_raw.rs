@@ -451,3 +451,38 @@ async fn unsendable_close_codes_are_replaced_by_1000_from_every_api() {
     }
     server.stop().await;
 }
+
+/// Data frames that arrive in the same read as the one whose callback called `ws.close()` are not
+/// delivered: after `close`, the app hears no more messages.
+#[tokio::test]
+async fn frames_after_the_app_closed_are_not_delivered() {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let kept = std::sync::Arc::clone(&seen);
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        // The raw peer never answers the close: do not wait the default 5 s for it.
+        Ws::new().close_timeout(Duration::from_millis(100)).message(
+            move |ws: &WebSocket, msg: Message| {
+                let text = msg.as_text().unwrap_or_default().to_owned();
+                if text == "close now" {
+                    ws.close(1000, "as asked");
+                }
+                kept.lock().unwrap().push(text);
+            },
+        ),
+    );
+    let server = TestServer::start(app).await;
+    let mut stream = handshake(server.addr(), "/ws").await;
+    let mut bytes = frame(0x81, b"before");
+    bytes.extend(frame(0x81, b"close now"));
+    for _ in 0..20 {
+        bytes.extend(frame(0x81, b"after"));
+    }
+    // One write: every frame is in the server's first read.
+    stream.write_all(&bytes).await.unwrap();
+    let frames = read_frames_to_close(&mut stream).await;
+    assert_eq!(close_code(&frames), Some(1000));
+    assert_eq!(*seen.lock().unwrap(), ["before", "close now"]);
+    server.stop().await;
+}
