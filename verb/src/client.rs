@@ -76,7 +76,8 @@ pub enum ClientError {
 }
 
 /// How a [`Client`] connects and reconnects. Defaults: backoff from 500 ms doubling to 30 s with
-/// jitter, unlimited attempts, up to 1024 outgoing messages kept while disconnected.
+/// jitter, unlimited attempts, up to 1024 outgoing messages kept while disconnected, up to 1024
+/// events waiting to be read.
 #[derive(Debug, Clone)]
 #[must_use = "a builder connects nothing until `connect`"]
 pub struct ClientBuilder {
@@ -85,6 +86,7 @@ pub struct ClientBuilder {
     max_backoff: Duration,
     max_attempts: Option<u32>,
     queue: usize,
+    events: usize,
 }
 
 impl ClientBuilder {
@@ -106,6 +108,16 @@ impl ClientBuilder {
         self
     }
 
+    /// How many received events (messages, connects, disconnects) wait for [`Client::next_event`];
+    /// when that many are unread, the client stops reading from the server, so a flooding server
+    /// meets TCP backpressure instead of a growing queue.
+    ///
+    /// Default is 1024.
+    pub fn event_queue(mut self, events: usize) -> Self {
+        self.events = events.max(1);
+        self
+    }
+
     /// Connects (waiting for the first connection), then keeps the connection up in the background.
     ///
     /// # Errors
@@ -117,18 +129,18 @@ impl ClientBuilder {
                 .as_str()
                 .into_client_request()
                 .map_err(|err| ClientError::InvalidUrl {
-                    url: self.url.clone(),
+                    url: without_query(&self.url).to_owned(),
                     reason: err.to_string(),
                 })?;
         let (stream, _) = tokio_tungstenite::connect_async(request)
             .await
             .map_err(|err| ClientError::Connect {
-                url: self.url.clone(),
+                url: without_query(&self.url).to_owned(),
                 reason: err.to_string(),
             })?;
         let (outgoing, outbox) = mpsc::channel(self.queue.max(1));
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let _ = events_tx.send(ClientEvent::Connected);
+        let (events_tx, events) = mpsc::channel(self.events);
+        let _ = events_tx.try_send(ClientEvent::Connected);
         tokio::spawn(run(self, stream, outbox, events_tx));
         Ok(Client { outgoing, events })
     }
@@ -138,7 +150,7 @@ impl ClientBuilder {
 /// disconnected wait (up to the queue size) and go out after the reconnect.
 pub struct Client {
     outgoing: mpsc::Sender<Wire>,
-    events: mpsc::UnboundedReceiver<ClientEvent>,
+    events: mpsc::Receiver<ClientEvent>,
 }
 
 impl Client {
@@ -150,6 +162,7 @@ impl Client {
             max_backoff: Duration::from_secs(30),
             max_attempts: None,
             queue: 1024,
+            events: 1024,
         }
     }
 
@@ -229,7 +242,7 @@ async fn run(
     config: ClientBuilder,
     mut stream: Stream,
     mut outbox: mpsc::Receiver<Wire>,
-    events: mpsc::UnboundedSender<ClientEvent>,
+    events: mpsc::Sender<ClientEvent>,
 ) {
     // A message taken from the queue when the link broke goes out first after the reconnect.
     let mut pending: Option<Wire> = None;
@@ -259,10 +272,15 @@ async fn run(
                 },
                 incoming = stream.next() => match incoming {
                     Some(Ok(Wire::Text(text))) => {
-                        let _ = events.send(ClientEvent::Message(Message::text(text.to_string())));
+                        // Waits while the app has `event_queue` events unread: no reads meanwhile.
+                        if events.send(ClientEvent::Message(Message::text(text.to_string()))).await.is_err() {
+                            return;
+                        }
                     }
                     Some(Ok(Wire::Binary(bytes))) => {
-                        let _ = events.send(ClientEvent::Message(Message::binary(bytes)));
+                        if events.send(ClientEvent::Message(Message::binary(bytes))).await.is_err() {
+                            return;
+                        }
                     }
                     Some(Ok(Wire::Close(frame))) => {
                         code = frame.map(|f| CloseCode::from(u16::from(f.code)));
@@ -273,7 +291,13 @@ async fn run(
                 },
             }
         };
-        let _ = events.send(ClientEvent::Disconnected { code });
+        if events
+            .send(ClientEvent::Disconnected { code })
+            .await
+            .is_err()
+        {
+            return;
+        }
         if closed_by_us {
             return;
         }
@@ -286,7 +310,7 @@ async fn run(
             match tokio_tungstenite::connect_async(config.url.as_str()).await {
                 Ok((stream, _)) => break stream,
                 Err(err) => {
-                    tracing::debug!(url = %config.url, attempts, error = %err, "reconnect failed");
+                    tracing::debug!(url = without_query(&config.url), attempts, error = %err, "reconnect failed");
                     if config.max_attempts.is_some_and(|max| attempts >= max) {
                         return;
                     }
@@ -294,6 +318,13 @@ async fn run(
                 }
             }
         };
-        let _ = events.send(ClientEvent::Connected);
+        if events.send(ClientEvent::Connected).await.is_err() {
+            return;
+        }
     }
+}
+
+/// `url` without its query (which often carries a token): what errors and logs show.
+fn without_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(before, _)| before)
 }

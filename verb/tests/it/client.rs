@@ -97,3 +97,57 @@ async fn client_gives_up_after_its_attempts() {
         "nothing listens any more"
     );
 }
+
+/// A flooding server meets backpressure, not a growing queue in the client: with 16 events unread
+/// the client stops reading, so the server's own send queue fills until its sends are dropped. What
+/// was queued still arrives, in order, once the client reads.
+#[tokio::test]
+async fn a_flooding_server_fills_its_own_queue_not_the_clients_memory() {
+    let (flooded_tx, flooded_rx) = tokio::sync::oneshot::channel::<usize>();
+    let flooded = std::sync::Mutex::new(Some(flooded_tx));
+    let mut app = verb::create_server();
+    app.ws(
+        "/flood",
+        Ws::new()
+            .backpressure_limit(64 * 1024)
+            .open(move |ws: &WebSocket, _req: &Request| {
+                let ws = ws.clone();
+                let done = flooded.lock().unwrap().take();
+                tokio::spawn(async move {
+                    let payload = "x".repeat(1024);
+                    for n in 0..200_000usize {
+                        if ws.send_text(format!("{n} {payload}")) == SendStatus::Dropped {
+                            if let Some(done) = done {
+                                let _ = done.send(n);
+                            }
+                            return;
+                        }
+                        if n % 64 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                });
+            }),
+    );
+    let server = TestServer::start(app).await;
+    let mut client = Client::builder(format!("ws://{}/flood", server.addr()))
+        .event_queue(16)
+        .connect()
+        .await
+        .unwrap();
+    let sent = tokio::time::timeout(Duration::from_secs(20), flooded_rx)
+        .await
+        .expect("the server's queue filled while the client read nothing")
+        .expect("the flood reported");
+    assert!(sent > 16, "{sent}");
+    assert_eq!(client.next().await, Some(ClientEvent::Connected));
+    for n in 0..100 {
+        let Some(ClientEvent::Message(message)) = client.next().await else {
+            panic!("message {n} missing");
+        };
+        let text = message.as_text().unwrap_or_default();
+        assert!(text.starts_with(&format!("{n} ")), "expected message {n}");
+    }
+    client.close();
+    server.stop().await;
+}
