@@ -57,6 +57,22 @@ impl Rate {
     }
 }
 
+/// The store key of a client: an IPv4 address as is, an IPv6 one as its network of `prefix` bits
+/// (`2001:db8:1:2::/64`); an IPv4-mapped IPv6 address counts as its IPv4 address.
+fn client_key(ip: IpAddr, prefix: u8) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let mask = u128::MAX.checked_shl(u32::from(128 - prefix)).unwrap_or(0);
+                let network = std::net::Ipv6Addr::from(u128::from(v6) & mask);
+                format!("{network}/{prefix}")
+            }
+        },
+    }
+}
+
 fn ceil_secs(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
@@ -87,8 +103,14 @@ struct Inner {
     limiter: KeyedLimiter,
     key: Option<Arc<KeyFn>>,
     trusted_proxies: Vec<IpAddr>,
+    /// IPv6 clients are keyed by their network of this many leading bits.
+    ipv6_prefix: u8,
     checks: AtomicU64,
 }
+
+/// The prefix that keys an IPv6 client: one end site usually holds a whole /64, so keying by full
+/// address would let one client take 2^64 keys.
+const DEFAULT_IPV6_PREFIX: u8 = 64;
 
 impl RateLimit {
     fn with_rate(rate: Rate) -> Self {
@@ -98,6 +120,7 @@ impl RateLimit {
                 limiter: RateLimiter::keyed(rate.quota()).with_middleware(),
                 key: None,
                 trusted_proxies: Vec::new(),
+                ipv6_prefix: DEFAULT_IPV6_PREFIX,
                 checks: AtomicU64::new(0),
             }),
         }
@@ -115,6 +138,7 @@ impl RateLimit {
                 limiter: RateLimiter::keyed(rate.quota()).with_middleware(),
                 key,
                 trusted_proxies,
+                ipv6_prefix: self.inner.ipv6_prefix,
                 checks: AtomicU64::new(0),
             }),
         }
@@ -159,6 +183,20 @@ impl RateLimit {
         self.rebuild(|_, _, trusted| *trusted = proxies)
     }
 
+    /// Keys IPv6 clients by their network of `bits` leading bits (IPv4 clients by their address), so
+    /// that one client cannot spread its requests over the many addresses of its network. `128` keys
+    /// by full address.
+    ///
+    /// Default is `64`.
+    pub fn ipv6_prefix(self, bits: u8) -> Self {
+        let bits = bits.min(128);
+        let mut this = self.rebuild(|_, _, _| {});
+        if let Some(inner) = Arc::get_mut(&mut this.inner) {
+            inner.ipv6_prefix = bits;
+        }
+        this
+    }
+
     /// The client address of `req`, honouring trusted proxies.
     pub fn client_ip(&self, req: &Request) -> IpAddr {
         let peer = req.remote_addr().ip();
@@ -181,7 +219,7 @@ impl RateLimit {
             .key
             .as_ref()
             .and_then(|key| key(req))
-            .unwrap_or_else(|| self.client_ip(req).to_string())
+            .unwrap_or_else(|| client_key(self.client_ip(req), self.inner.ipv6_prefix))
     }
 
     /// How many keys the store holds now.
@@ -382,6 +420,61 @@ mod tests {
             builder = builder.header("x-forwarded-for", forwarded);
         }
         builder.build()
+    }
+
+    /// IPv6 clients share a key per /64 by default (a client's network holds 2^64 addresses); the
+    /// prefix is configurable; IPv4 and IPv4-mapped addresses key by address.
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_network() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            client_key(ip("2001:db8:1:2:aaaa::1"), 64),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            client_key(ip("2001:db8:1:2:aaaa::1"), 64),
+            client_key(ip("2001:db8:1:2:ffff:1:2:3"), 64)
+        );
+        assert_ne!(
+            client_key(ip("2001:db8:1:2::1"), 64),
+            client_key(ip("2001:db8:1:3::1"), 64)
+        );
+        assert_eq!(client_key(ip("2001:db8::1"), 128), "2001:db8::1/128");
+        assert_eq!(client_key(ip("2001:db8::1"), 0), "::/0");
+        assert_eq!(client_key(ip("203.0.113.9"), 64), "203.0.113.9");
+        assert_eq!(client_key(ip("::ffff:203.0.113.9"), 64), "203.0.113.9");
+
+        // Through the middleware: a second address of the same /64 is over the limit of one a minute.
+        let limit = RateLimit::per_minute(1);
+        let chain = verb_core::Chain::new(
+            vec![Arc::new(limit.clone())],
+            Arc::new(|_req: Request| async { "ok" }),
+        );
+        let status = |peer: &'static str| {
+            let chain = chain.clone();
+            async move {
+                use verb_core::Handler;
+                chain.call(request(peer, None)).await.status()
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            assert_eq!(status("[2001:db8:1:2::1]:5000").await, StatusCode::OK);
+            assert_eq!(
+                status("[2001:db8:1:2::99]:5000").await,
+                StatusCode::TOO_MANY_REQUESTS
+            );
+            assert_eq!(status("[2001:db8:1:3::1]:5000").await, StatusCode::OK);
+        });
+        assert_eq!(limit.tracked_keys(), 2);
+        let per_address = RateLimit::per_minute(1).ipv6_prefix(128);
+        assert_eq!(
+            per_address.key(&request("[2001:db8:1:2::1]:1", None)),
+            "2001:db8:1:2::1/128"
+        );
     }
 
     #[test]
