@@ -108,7 +108,7 @@ impl ClientBuilder {
         self
     }
 
-    /// How many received events (messages, connects, disconnects) wait for [`Client::next_event`];
+    /// How many received events (messages, connects, disconnects) wait for [`Client::next`];
     /// when that many are unread, the client stops reading from the server, so a flooding server
     /// meets TCP backpressure instead of a growing queue.
     ///
