@@ -68,6 +68,10 @@ pub enum JwtError {
     /// This verifier has no private key, so it cannot sign.
     #[error("no signing key: this verifier was built from a public key only")]
     CannotSign,
+    /// A refreshed token names another subject (`sub`) than the one the connection authenticated
+    /// as: a refresh extends a session, it never switches users.
+    #[error("token is for another subject")]
+    SubjectChanged,
 }
 
 impl From<jsonwebtoken::errors::Error> for JwtError {
@@ -373,7 +377,84 @@ impl Jwt {
         let data = jsonwebtoken::decode::<C>(token, &self.inner.decoding, &self.inner.validation)?;
         Ok(data.claims)
     }
+
+    /// Verifies `token` and returns its claims and the moment it stops being accepted: its `exp`
+    /// plus the [leeway](Self::leeway). A connection authenticated with it is closed then (see
+    /// [`JwtAuth::expire_connections`](crate::JwtAuth::expire_connections)).
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use verb_auth::{Claims, Jwt};
+    ///
+    /// let jwt = Jwt::hs256(b"a long random secret, at least 32 bytes")?;
+    /// let token = jwt.sign(&Claims::new("42", Duration::from_secs(60)))?;
+    /// let (claims, until) = jwt.verify_with_expiry::<Claims>(&token)?;
+    /// assert_eq!(claims.sub, "42");
+    /// assert!(until > SystemTime::now() + Duration::from_secs(60));
+    /// # Ok::<(), verb_auth::JwtError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`JwtError`] saying why the token is refused.
+    pub fn verify_with_expiry<C: DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<(C, SystemTime), JwtError> {
+        let session = self.verify_session(token)?;
+        Ok((session.claims, session.until))
+    }
+
+    /// Verifies `token` once and reads the claims twice: as `C`, and for the session's `exp` and
+    /// `sub`.
+    pub(crate) fn verify_session<C: DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<Session<C>, JwtError> {
+        #[derive(Deserialize)]
+        struct Standard {
+            exp: u64,
+            #[serde(default)]
+            sub: Option<String>,
+        }
+        let raw = jsonwebtoken::decode::<Box<serde_json::value::RawValue>>(
+            token,
+            &self.inner.decoding,
+            &self.inner.validation,
+        )?
+        .claims;
+        let claims = serde_json::from_str::<C>(raw.get()).map_err(|_| JwtError::Malformed)?;
+        let standard =
+            serde_json::from_str::<Standard>(raw.get()).map_err(|_| JwtError::Malformed)?;
+        let until = UNIX_EPOCH
+            .checked_add(Duration::from_secs(
+                standard.exp.saturating_add(self.inner.validation.leeway),
+            ))
+            .unwrap_or(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)));
+        Ok(Session {
+            claims,
+            exp: UNIX_EPOCH
+                .checked_add(Duration::from_secs(standard.exp))
+                .unwrap_or(until),
+            until,
+            subject: standard.sub.map(Subject),
+        })
+    }
 }
+
+/// A verified token, as a connection keeps it.
+pub(crate) struct Session<C> {
+    pub(crate) claims: C,
+    /// `exp`.
+    pub(crate) exp: SystemTime,
+    /// `exp` plus the leeway.
+    pub(crate) until: SystemTime,
+    pub(crate) subject: Option<Subject>,
+}
+
+/// The `sub` a connection authenticated as: a refresh must name the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Subject(pub(crate) String);
 
 impl fmt::Debug for Jwt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

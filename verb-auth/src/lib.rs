@@ -33,7 +33,7 @@ mod ratelimit;
 
 pub use inband::InbandAuth;
 pub use jwt::{Claims, HasRoles, Jwt, JwtError, KeyAlgorithm, MIN_SECRET_LEN};
-pub use middleware::{Authenticated, ClaimsExt, JwtAuth, TokenSource, require_role};
+pub use middleware::{Authenticated, ClaimsExt, JwtAuth, RefreshClaims, TokenSource, require_role};
 pub use ratelimit::{MessageRateLimit, RateLimit};
 
 #[doc(no_inline)]

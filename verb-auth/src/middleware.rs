@@ -5,13 +5,18 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
+use std::time::{Duration, SystemTime};
 use verb_core::{
     BoxFuture, HeaderValue, HttpError, IntoResponse, Middleware, Next, Request, Response,
     StatusCode, header,
 };
-use verb_ws::WebSocket;
 
-use crate::jwt::{Claims, HasRoles, Jwt, JwtError};
+use verb_ws::{Expiry, WebSocket};
+
+use crate::jwt::{Claims, HasRoles, Jwt, JwtError, Session, Subject};
+
+/// The close reason of a connection whose token expired.
+pub(crate) const TOKEN_EXPIRED: &str = "token expired";
 
 /// Where a token may be read from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -48,12 +53,93 @@ impl ClaimsExt for Request {
 }
 
 impl ClaimsExt for WebSocket {
-    /// The claims of the upgrade request ([`JwtAuth`] on the route), or those set by in-band
-    /// authentication ([`InbandAuth`](crate::InbandAuth)).
+    /// The claims of the connection's latest token: one it [refreshed](RefreshClaims), or the one it
+    /// authenticated with in-band ([`InbandAuth`](crate::InbandAuth)) or at the upgrade ([`JwtAuth`]
+    /// on the route).
     fn claims<C: Clone + Send + Sync + 'static>(&self) -> Option<C> {
-        self.extension::<Authenticated<C>>()
-            .map(|auth| auth.0.clone())
-            .or_else(|| self.data::<Authenticated<C>>().map(|auth| auth.0))
+        self.data::<Authenticated<C>>()
+            .map(|auth| auth.0)
+            .or_else(|| {
+                self.extension::<Authenticated<C>>()
+                    .map(|auth| auth.0.clone())
+            })
+    }
+}
+
+/// Replacing a connection's claims with those of a newer token, before the old one expires.
+pub trait RefreshClaims {
+    /// Verifies `token` with `jwt` and makes its claims the connection's (`ws.claims::<C>()`); an
+    /// expiring connection (the default, see [`JwtAuth::expire_connections`]) now closes when the
+    /// new token expires instead. Returns how long the new token is valid (until its `exp`).
+    ///
+    /// ```
+    /// use verb_auth::{Claims, Jwt, RefreshClaims};
+    /// use verb_ws::{Message, WebSocket, Ws};
+    ///
+    /// let jwt = Jwt::hs256(b"a long random secret, at least 32 bytes").expect("32 bytes or more");
+    /// let ws = Ws::new().message(move |ws: &WebSocket, msg: Message| {
+    ///     // The client sends its new token as a text message.
+    ///     match ws.refresh_claims::<Claims>(&jwt, msg.as_text().unwrap_or_default()) {
+    ///         Ok(valid) => {
+    ///             ws.send_text(format!("refreshed for {} s", valid.as_secs()));
+    ///         }
+    ///         Err(err) => ws.close(1008, &err.to_string()),
+    ///     }
+    /// });
+    /// # let _ = ws;
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Why the token is refused ([`JwtError`]); [`JwtError::SubjectChanged`] if its `sub` is not the
+    /// one the connection authenticated as; [`JwtError::Missing`] if the connection never
+    /// authenticated with claims of type `C`. The connection keeps its old claims and expiry.
+    fn refresh_claims<C>(&self, jwt: &Jwt, token: &str) -> Result<Duration, JwtError>
+    where
+        C: DeserializeOwned + Clone + Send + Sync + 'static;
+}
+
+impl RefreshClaims for WebSocket {
+    fn refresh_claims<C>(&self, jwt: &Jwt, token: &str) -> Result<Duration, JwtError>
+    where
+        C: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        if self.claims::<C>().is_none() {
+            return Err(JwtError::Missing);
+        }
+        let session = jwt.verify_session::<C>(token)?;
+        let current = self
+            .data::<Option<Subject>>()
+            .or_else(|| self.extension::<Option<Subject>>().cloned())
+            .flatten();
+        if current != session.subject {
+            return Err(JwtError::SubjectChanged);
+        }
+        let valid = session.valid_for();
+        let expires = self.expiry().is_some();
+        install(self, session, expires);
+        Ok(valid)
+    }
+}
+
+/// Makes `session` the connection's: claims, subject and (if `expires`) expiry.
+pub(crate) fn install<C>(ws: &WebSocket, session: Session<C>, expires: bool)
+where
+    C: Clone + Send + Sync + 'static,
+{
+    ws.set_data(Authenticated(session.claims));
+    ws.set_data(session.subject);
+    if expires {
+        ws.set_expiry(Some(Expiry::new(session.until, TOKEN_EXPIRED)));
+    }
+}
+
+impl<C> Session<C> {
+    /// How long until the token's `exp` (not counting the leeway).
+    pub(crate) fn valid_for(&self) -> Duration {
+        self.exp
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
     }
 }
 
@@ -132,6 +218,7 @@ fn unauthorized(err: &JwtError) -> Response {
 pub struct JwtAuth<C = Claims> {
     jwt: Jwt,
     sources: Arc<[TokenSource]>,
+    expire_connections: bool,
     claims: PhantomData<fn() -> C>,
 }
 
@@ -140,6 +227,7 @@ impl<C> Clone for JwtAuth<C> {
         Self {
             jwt: self.jwt.clone(),
             sources: self.sources.clone(),
+            expire_connections: self.expire_connections,
             claims: PhantomData,
         }
     }
@@ -158,8 +246,20 @@ where
                 TokenSource::Query("token".to_owned()),
                 TokenSource::Cookie("token".to_owned()),
             ]),
+            expire_connections: true,
             claims: PhantomData,
         }
+    }
+
+    /// Whether a WebSocket opened with a token is closed when the token expires: with 1008 and
+    /// reason `token expired` once its `exp` plus the [leeway](Jwt::leeway) has passed, unless the
+    /// connection [refreshed](RefreshClaims) its claims in time. `false` lets connections outlive
+    /// their tokens (the token was checked once, at the upgrade).
+    ///
+    /// Default is `true`.
+    pub fn expire_connections(mut self, expire: bool) -> Self {
+        self.expire_connections = expire;
+        self
     }
 
     /// Reads the token from these sources only, in this order (the first one present is used).
@@ -174,12 +274,16 @@ where
     ///
     /// [`JwtError::Missing`] when no source has a token, else why the token is refused.
     pub fn authenticate(&self, req: &Request) -> Result<C, JwtError> {
+        self.session(req).map(|session| session.claims)
+    }
+
+    fn session(&self, req: &Request) -> Result<Session<C>, JwtError> {
         let token = self
             .sources
             .iter()
             .find_map(|source| token_from(req, source))
             .ok_or(JwtError::Missing)?;
-        self.jwt.verify::<C>(&token)
+        self.jwt.verify_session::<C>(&token)
     }
 }
 
@@ -188,9 +292,16 @@ where
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     fn call(&self, mut req: Request, next: Next) -> BoxFuture<Response> {
-        match self.authenticate(&req) {
-            Ok(claims) => {
-                req.extensions_mut().insert(Authenticated(claims));
+        match self.session(&req) {
+            Ok(session) => {
+                let extensions = req.extensions_mut();
+                extensions.insert(Authenticated(session.claims));
+                if self.expire_connections {
+                    // A WebSocket this request opens starts with it (verb-ws reads it); a plain
+                    // HTTP request ignores it.
+                    extensions.insert(Expiry::new(session.until, TOKEN_EXPIRED));
+                }
+                extensions.insert(session.subject);
                 Box::pin(next.run(req))
             }
             Err(err) => {
@@ -213,6 +324,7 @@ impl<C> fmt::Debug for JwtAuth<C> {
         f.debug_struct("JwtAuth")
             .field("jwt", &self.jwt)
             .field("sources", &self.sources)
+            .field("expire_connections", &self.expire_connections)
             .finish()
     }
 }

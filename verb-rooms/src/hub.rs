@@ -678,7 +678,8 @@ impl Rooms {
         Target::new(self, Scope::Room(room))
     }
 
-    /// Addresses every connection the hub knows.
+    /// Addresses every connection the hub knows, except those held back until they authenticate
+    /// (see [`WebSocket::set_admitted`]: in-band authentication holds connections back).
     pub fn everyone(&self) -> Target<'_> {
         Target::new(self, Scope::Everyone)
     }
@@ -735,7 +736,8 @@ impl Rooms {
             }
             Scope::Everyone => {
                 for shard in &self.inner.conns {
-                    for (id, conn) in lock(shard).iter() {
+                    // Connections held back (in-band authentication pending) are not "everyone".
+                    for (id, conn) in lock(shard).iter().filter(|(_, c)| c.ws.is_admitted()) {
                         fanout.send(*id, &conn.ws);
                     }
                 }

@@ -126,6 +126,8 @@ struct Engine {
     abandoned: bool,
     /// The application's `close_after` timer.
     close_timer: Option<Box<CloseTimer>>,
+    /// The credentials' expiry ([`crate::Expiry`]), as a timer.
+    expiry: Option<Box<CloseTimer>>,
     /// permessage-deflate's inbound side, when negotiated.
     inflater: Option<Box<Inflater>>,
     /// With server context takeover: when the connection's compressor is given back, unless more is
@@ -209,6 +211,7 @@ async fn connect(mut start: Box<Start>) -> Option<Engine> {
         write_shut: false,
         abandoned: false,
         close_timer: None,
+        expiry: None,
         inflater: None,
         compressor_expiry: None,
         _stop: stop,
@@ -285,7 +288,9 @@ fn drive(mut engine: Engine) -> impl Future<Output = ()> {
                 read: !engine.read_paused(),
                 write: !engine.writing.is_empty() || engine.stream.wants_flush(),
                 deadline: engine.next_deadline(),
-                timer_first: engine.phase != Phase::Open || engine.close_timer.is_some(),
+                timer_first: engine.phase != Phase::Open
+                    || engine.close_timer.is_some()
+                    || engine.expiry.is_some(),
             };
             let event =
                 std::future::poll_fn(|cx| engine.poll_event(cx, wait, sleep.as_mut())).await;
@@ -448,6 +453,9 @@ impl Engine {
             outbox.take_frames(&mut self.writing);
             if let Some(change) = outbox.close_timer.take() {
                 self.close_timer = change;
+            }
+            if std::mem::take(&mut outbox.expiry_changed) {
+                self.expiry = outbox.expiry.as_ref().map(|e| Box::new(e.timer()));
             }
             let compressed = std::mem::take(&mut outbox.compressed);
             (outbox.terminate, outbox.close.take(), compressed)
@@ -690,7 +698,7 @@ impl Engine {
                     _ => {}
                 }
                 let so_far = self.partial.as_ref().map_or(0, |p| p.wire) as u64;
-                let limit = self.config.max_payload_length;
+                let limit = self.max_message();
                 if so_far.saturating_add(len) > limit as u64 {
                     return Err(WsError::MessageTooBig {
                         size: so_far.saturating_add(len),
@@ -750,12 +758,21 @@ impl Engine {
         }
     }
 
+    /// The largest message accepted now: the endpoint's limit, or the connection's own lower one.
+    fn max_message(&self) -> usize {
+        let own = self.ws.shared.max_message.load(Ordering::Acquire);
+        match own {
+            0 => self.config.max_payload_length,
+            own => own.min(self.config.max_payload_length),
+        }
+    }
+
     /// A whole message has arrived: inflate it if it is compressed, then deliver it.
     fn complete(&mut self, opcode: u8, compressed: bool, payload: BytesMut) -> Result<(), WsError> {
         if !compressed {
             return self.deliver(opcode, payload.freeze());
         }
-        let limit = self.config.max_payload_length;
+        let limit = self.max_message();
         let Some(inflater) = self.inflater.as_mut() else {
             return Err(WsError::Protocol("RSV1 set without a negotiated extension"));
         };
@@ -898,7 +915,8 @@ impl Engine {
                     }
                 });
                 let timer = self.close_timer.as_ref().map(|timer| timer.at);
-                [idle, timer, self.compressor_expiry]
+                let expiry = self.expiry.as_ref().map(|timer| timer.at);
+                [idle, timer, expiry, self.compressor_expiry]
                     .into_iter()
                     .flatten()
                     .min()
@@ -925,17 +943,22 @@ impl Engine {
                     self.compressor_expiry = None;
                     self.ws.shared.lock().compressor = None;
                 }
-                if self
-                    .close_timer
-                    .as_ref()
-                    .is_some_and(|timer| now >= timer.at)
-                {
-                    if let Some(timer) = self.close_timer.take() {
-                        if let Some(last) = timer.last {
-                            self.push(last);
-                        }
-                        self.start_close(timer.code, &timer.reason);
+                let due = |timer: &Option<Box<CloseTimer>>| {
+                    timer.as_ref().is_some_and(|timer| now >= timer.at)
+                };
+                let fired = if due(&self.expiry) {
+                    tracing::debug!(id = self.ws.id(), "credentials expired; closing");
+                    self.expiry.take()
+                } else if due(&self.close_timer) {
+                    self.close_timer.take()
+                } else {
+                    None
+                };
+                if let Some(timer) = fired {
+                    if let Some(last) = timer.last {
+                        self.push(last);
                     }
+                    self.start_close(timer.code, &timer.reason);
                     return;
                 }
                 let Some(idle) = self.config.idle_timeout else {

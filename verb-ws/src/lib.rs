@@ -53,7 +53,7 @@ pub use deflate::Compression;
 pub use error::WsError;
 pub use handler::{ConnectionCount, WebSocketHandler, Ws};
 pub use message::{CloseCode, InvalidJson, Message, Utf8Bytes};
-pub use socket::{PreparedMessage, ReadyState, SendStatus, WebSocket};
+pub use socket::{Expiry, PreparedMessage, ReadyState, SendStatus, WebSocket};
 pub use upgrade::is_upgrade_request;
 
 #[doc(no_inline)]

@@ -7,6 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::SystemTime;
 
 use atomic_waker::AtomicWaker;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -250,6 +251,10 @@ pub(crate) struct Shared {
     pub(crate) signals: AtomicU8,
     /// Set while the engine runs callbacks: it flushes afterwards, so sends need not wake it.
     pub(crate) corked: AtomicBool,
+    /// Takes part in broadcasts to everyone ([`WebSocket::set_admitted`]).
+    admitted: AtomicBool,
+    /// This connection's own message size limit, below the endpoint's (0: the endpoint's).
+    pub(crate) max_message: AtomicUsize,
     pub(crate) backpressure_limit: usize,
     pub(crate) close_on_limit: bool,
     pub(crate) attachments: Attachments,
@@ -257,7 +262,7 @@ pub(crate) struct Shared {
     /// permessage-deflate, when negotiated.
     pub(crate) deflate: Option<Deflate>,
     extensions: http::Extensions,
-    data: Mutex<Option<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
+    data: Mutex<Option<HashMap<TypeId, DataSlot>>>,
 }
 
 #[derive(Default)]
@@ -280,6 +285,10 @@ pub(crate) struct Outbox {
     pub(crate) terminate: bool,
     /// A change to the close timer: `Some(None)` cancels it.
     pub(crate) close_timer: Option<Option<Box<CloseTimer>>>,
+    /// When the connection's credentials expire ([`WebSocket::set_expiry`]).
+    pub(crate) expiry: Option<Expiry>,
+    /// `expiry` changed since the engine last looked.
+    pub(crate) expiry_changed: bool,
     /// The connection's own compressor (server context takeover), while it has one.
     pub(crate) compressor: Option<Box<Compressor>>,
     /// The compressor was used since the engine last looked (it frees an unused one).
@@ -343,6 +352,65 @@ impl Outbox {
     pub(crate) fn clear_frames(&mut self) {
         self.frames.clear();
         self.tail = BytesMut::new();
+    }
+}
+
+/// When the credentials a connection was opened with stop being valid (a token's `exp` plus the
+/// leeway): once that time passes, the connection is closed with 1008 (policy violation) and the
+/// reason, unless [`WebSocket::set_expiry`] moved or removed the expiry first (a refreshed token).
+///
+/// Middleware that authenticates an upgrade puts one in the request's extensions and the connection
+/// starts with it (verb-auth's `JwtAuth` does); in-band authentication sets it with
+/// [`WebSocket::set_expiry`]. Independent of [`WebSocket::close_after`]: an app's own timer never
+/// replaces it.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use verb_ws::{Expiry, WebSocket, Ws};
+///
+/// let ws = Ws::new().open(|ws: &WebSocket, _req| {
+///     // A session of one hour from now.
+///     ws.set_expiry(Some(Expiry::new(SystemTime::now() + Duration::from_secs(3600), "session over")));
+/// });
+/// # let _ = ws;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    at: SystemTime,
+    reason: Arc<str>,
+}
+
+impl Expiry {
+    /// Closes at `at` with 1008 and `reason` (cut to 123 bytes on the wire).
+    pub fn new(at: SystemTime, reason: &str) -> Self {
+        Self {
+            at,
+            reason: Arc::from(reason),
+        }
+    }
+
+    /// When the connection is closed.
+    pub fn at(&self) -> SystemTime {
+        self.at
+    }
+
+    /// The close frame's reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The close timer for this expiry, on the runtime's clock.
+    pub(crate) fn timer(&self) -> CloseTimer {
+        let left = self
+            .at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        CloseTimer {
+            at: tokio::time::Instant::now() + crate::config::clamp_timeout(left),
+            last: None,
+            code: CloseCode::POLICY_VIOLATION,
+            reason: self.reason.as_ref().into(),
+        }
     }
 }
 
@@ -468,17 +536,25 @@ impl WebSocket {
         extensions: http::Extensions,
     ) -> Self {
         let Negotiated { protocol, deflate } = negotiated;
+        let expiry = extensions.get::<Expiry>().cloned();
+        let outbox = Outbox {
+            expiry_changed: expiry.is_some(),
+            expiry,
+            ..Outbox::default()
+        };
         Self {
             shared: Arc::new(Shared {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 remote_addr,
                 protocol,
                 state: AtomicU8::new(OPEN),
-                outbox: Mutex::new(Outbox::default()),
+                outbox: Mutex::new(outbox),
                 buffered: AtomicUsize::new(0),
                 waker: AtomicWaker::new(),
                 signals: AtomicU8::new(0),
                 corked: AtomicBool::new(false),
+                admitted: AtomicBool::new(true),
+                max_message: AtomicUsize::new(0),
                 backpressure_limit,
                 close_on_limit,
                 attachments,
@@ -517,6 +593,29 @@ impl WebSocket {
     /// Bytes waiting in the send queue.
     pub fn buffered_amount(&self) -> usize {
         self.shared.buffered.load(Ordering::Acquire)
+    }
+
+    /// Lowers the largest message this connection accepts from now on (`None`: back to the
+    /// endpoint's [`max_payload_length`](crate::WsConfig::max_payload_length), which is also the
+    /// ceiling). A message over it closes the connection with 1009 while it is read, before it is
+    /// buffered whole: in-band authentication keeps unauthenticated connections to a few KiB.
+    pub fn set_max_message_size(&self, bytes: Option<usize>) {
+        let bytes = bytes.map_or(0, |bytes| bytes.max(1));
+        self.shared.max_message.store(bytes, Ordering::Release);
+    }
+
+    /// Whether the connection takes part in broadcasts to every connection (verb-rooms'
+    /// `rooms.everyone()`). Connections are admitted from the start, unless an attachment holds them
+    /// back until they authenticate (in-band authentication does): a pending connection gets no
+    /// broadcast meant for the authenticated ones. Sends addressed to it, rooms it joins and topics
+    /// it subscribes to still reach it.
+    pub fn set_admitted(&self, admitted: bool) {
+        self.shared.admitted.store(admitted, Ordering::Release);
+    }
+
+    /// See [`set_admitted`](Self::set_admitted); `true` unless held back.
+    pub fn is_admitted(&self) -> bool {
+        self.shared.admitted.load(Ordering::Acquire)
     }
 
     /// Sends a message (text or binary).
@@ -691,6 +790,23 @@ impl WebSocket {
         self.shared.wake();
     }
 
+    /// Replaces the connection's [`Expiry`] (`None` removes it): authentication that refreshes a
+    /// token moves it to the new token's expiry. The connection started with the one its upgrade
+    /// request carried, if any.
+    pub fn set_expiry(&self, expiry: Option<Expiry>) {
+        {
+            let mut outbox = self.shared.lock();
+            outbox.expiry = expiry;
+            outbox.expiry_changed = true;
+        }
+        self.shared.wake();
+    }
+
+    /// The connection's [`Expiry`], if it has one.
+    pub fn expiry(&self) -> Option<Expiry> {
+        self.shared.lock().expiry.clone()
+    }
+
     /// Drops the connection at once, without a closing handshake.
     pub fn terminate(&self) {
         self.shared.lock().terminate = true;
@@ -727,29 +843,87 @@ impl WebSocket {
     /// # let _ = handler;
     /// ```
     pub fn set_data<T: Any + Send + Sync>(&self, value: T) {
+        let slot: DataSlot = Arc::new(Mutex::new(Some(Box::new(value))));
         let mut data = self.shared.data.lock().unwrap_or_else(|p| p.into_inner());
         data.get_or_insert_with(HashMap::new)
-            .insert(TypeId::of::<T>(), Box::new(value));
+            .insert(TypeId::of::<T>(), slot);
     }
 
-    /// A clone of the per-connection value of type `T`, if one was stored.
+    /// A clone of the per-connection value of type `T`, if one was stored (`None` also inside a
+    /// [`with_data`](Self::with_data) of the same `T` up the stack: the value is being changed).
     pub fn data<T: Any + Clone>(&self) -> Option<T> {
-        self.with_data(|value: &mut T| value.clone())
+        let slot = self.slot::<T>()?;
+        with_slot(&slot, |value| value.as_ref()?.downcast_ref::<T>().cloned()).flatten()
     }
 
     /// Runs `f` on the per-connection value of type `T`, if one was stored.
+    ///
+    /// Only that value is locked while `f` runs, never the connection's other data: `f` may read and
+    /// store other types (`ws.data::<U>()`). Inside `f` the same `T` reads as absent (a nested
+    /// `with_data::<T>` gets `None` rather than a deadlock); another task waits for `f` to finish.
     pub fn with_data<T: Any, R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        let mut data = self.shared.data.lock().unwrap_or_else(|p| p.into_inner());
-        let value = data.as_mut()?.get_mut(&TypeId::of::<T>())?;
-        value.downcast_mut::<T>().map(f)
+        let slot = self.slot::<T>()?;
+        with_slot(&slot, |value| value.as_mut()?.downcast_mut::<T>().map(f)).flatten()
     }
 
     /// Removes and returns the per-connection value of type `T`.
     pub fn take_data<T: Any>(&self) -> Option<T> {
+        let slot = self.slot::<T>()?;
+        let value = with_slot(&slot, Option::take).flatten()?;
         let mut data = self.shared.data.lock().unwrap_or_else(|p| p.into_inner());
-        let value = data.as_mut()?.remove(&TypeId::of::<T>())?;
+        if let Some(map) = data.as_mut() {
+            // Unless a new value was stored meanwhile.
+            if map
+                .get(&TypeId::of::<T>())
+                .is_some_and(|current| Arc::ptr_eq(current, &slot))
+            {
+                map.remove(&TypeId::of::<T>());
+            }
+        }
+        drop(data);
         value.downcast::<T>().ok().map(|boxed| *boxed)
     }
+
+    /// The slot of type `T`, taken from the map under its lock, which is then released.
+    fn slot<T: Any>(&self) -> Option<DataSlot> {
+        let data = self.shared.data.lock().unwrap_or_else(|p| p.into_inner());
+        data.as_ref()?.get(&TypeId::of::<T>()).cloned()
+    }
+}
+
+/// One per-connection value, locked on its own while a callback works on it.
+type DataSlot = Arc<Mutex<Option<Box<dyn Any + Send + Sync>>>>;
+
+thread_local! {
+    /// The data slots this thread holds (inside a `with_data`), so a nested access to the same one
+    /// reads as absent instead of deadlocking.
+    static HELD_SLOTS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the slot's value under the slot's lock; `None` if this thread already holds it.
+fn with_slot<R>(
+    slot: &DataSlot,
+    f: impl FnOnce(&mut Option<Box<dyn Any + Send + Sync>>) -> R,
+) -> Option<R> {
+    struct Held(usize);
+    impl Drop for Held {
+        fn drop(&mut self) {
+            HELD_SLOTS.with(|held| {
+                let mut held = held.borrow_mut();
+                if let Some(at) = held.iter().rposition(|&key| key == self.0) {
+                    held.swap_remove(at);
+                }
+            });
+        }
+    }
+    let key = Arc::as_ptr(slot).cast::<()>() as usize;
+    if HELD_SLOTS.with(|held| held.borrow().contains(&key)) {
+        return None;
+    }
+    let mut value = slot.lock().unwrap_or_else(|p| p.into_inner());
+    HELD_SLOTS.with(|held| held.borrow_mut().push(key));
+    let _held = Held(key);
+    Some(f(&mut value))
 }
 
 impl PartialEq for WebSocket {

@@ -57,14 +57,15 @@ pub use verb_core::{
 
 #[doc(inline)]
 pub use verb_ws::{
-    Attachment, CloseCode, Compression, ConnectionCount, Message, OverCapacity, PreparedMessage,
-    ReadyState, SendStatus, Verdict, WebSocket, WebSocketHandler, Ws, WsConfig, WsError,
+    Attachment, CloseCode, Compression, ConnectionCount, Expiry, Message, OverCapacity,
+    PreparedMessage, ReadyState, SendStatus, Verdict, WebSocket, WebSocketHandler, Ws, WsConfig,
+    WsError,
 };
 
 #[doc(inline)]
 pub use verb_auth::{
     Authenticated, Claims, ClaimsExt, HasRoles, InbandAuth, Jwt, JwtAuth, JwtError, KeyAlgorithm,
-    MIN_SECRET_LEN, MessageRateLimit, RateLimit, TokenSource, require_role,
+    MIN_SECRET_LEN, MessageRateLimit, RateLimit, RefreshClaims, TokenSource, require_role,
 };
 
 #[cfg(feature = "redis")]

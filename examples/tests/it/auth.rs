@@ -300,17 +300,103 @@ async fn inband_auth_example() {
 
 /// Reads until the close frame; its code.
 async fn close_code(client: &mut Client) -> Option<u16> {
+    close_frame(client).await.map(|(code, _)| code)
+}
+
+/// Reads until the close frame; its code and reason.
+async fn close_frame(client: &mut Client) -> Option<(u16, String)> {
     use futures_util::StreamExt;
     loop {
         let next = tokio::time::timeout(std::time::Duration::from_secs(10), client.next())
             .await
             .expect("a close within 10 s");
         match next {
-            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(Message::Close(frame))) => {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
             Some(Ok(_)) => {}
             None | Some(Err(_)) => return None,
         }
     }
+}
+
+/// The `exp` of a token, read without verifying it.
+fn exp_of(token: &str) -> std::time::SystemTime {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims: Value = serde_json::from_slice(&json).unwrap();
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(claims["exp"].as_u64().unwrap())
+}
+
+/// Asserts that the close comes no earlier than `exp` plus the examples' 5 s leeway.
+async fn closed_once_expired(client: &mut Client, exp: std::time::SystemTime) {
+    let close = close_frame(client).await;
+    assert_eq!(close, Some((1008, "token expired".to_owned())));
+    let deadline = exp + std::time::Duration::from_secs(5);
+    let early = deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    assert!(
+        early < std::time::Duration::from_millis(50),
+        "closed {early:?} early"
+    );
+}
+
+/// Tokens of 1 s: an `auth-chat` WebSocket and an `inband-auth` one are closed with 1008 `token
+/// expired` once `exp` + 5 s has passed; an `inband-auth` connection that sent a newer token in
+/// `{"type":"refresh"}` lives on until that one expires; before authenticating, a message over 4 KiB
+/// closes an `inband-auth` connection with 1009.
+#[tokio::test]
+async fn live_connections_end_with_their_tokens_unless_refreshed() {
+    let ttl = ["--token-ttl-s", "1"];
+    let chat = Example::start("auth-chat", &["--jwt-secret", SECRET, ttl[0], ttl[1]]);
+    let inband = Example::start("inband-auth", &["--jwt-secret", SECRET, ttl[0], ttl[1]]);
+
+    let chat_token = token(&chat, "john").await;
+    let (mut chatter, welcome) = join(&chat, &chat_token).await;
+    assert_eq!(welcome["type"], "welcome");
+
+    let mut authed = Vec::new();
+    let first = token(&inband, "john").await;
+    for _ in 0..2 {
+        let (mut client, _) = connect(&inband, "/", None).await;
+        next_json(&mut client).await;
+        send_json(&mut client, &json!({ "type": "auth", "token": first })).await;
+        assert_eq!(next_json(&mut client).await["type"], "auth_success");
+        authed.push(client);
+    }
+    let (mut oversized, _) = connect(&inband, "/", None).await;
+    next_json(&mut oversized).await;
+    let padded = json!({ "type": "auth", "token": "x".repeat(5000) });
+    send_json(&mut oversized, &padded).await;
+    assert_eq!(close_code(&mut oversized).await, Some(1009));
+
+    // A newer token, issued a whole second later, outlives the first one.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let newer = token(&inband, "john").await;
+    assert!(exp_of(&newer) > exp_of(&first));
+    let mut refreshed = authed.pop().unwrap();
+    let mut idle = authed.pop().unwrap();
+    send_json(
+        &mut refreshed,
+        &json!({ "type": "refresh", "token": newer }),
+    )
+    .await;
+    let answer = next_json(&mut refreshed).await;
+    assert_eq!(answer["type"], "refreshed", "{answer}");
+    assert!(answer["expiresIn"].as_u64().unwrap() <= 1, "{answer}");
+
+    closed_once_expired(&mut chatter, exp_of(&chat_token)).await;
+    closed_once_expired(&mut idle, exp_of(&first)).await;
+    // Still open after the first token's end: a message is answered (an error, as it is no chat).
+    send_json(&mut refreshed, &json!({ "type": "ping" })).await;
+    assert_eq!(next_json(&mut refreshed).await["type"], "error");
+    closed_once_expired(&mut refreshed, exp_of(&newer)).await;
+    assert!(chat.terminate().success());
+    assert!(inband.terminate().success());
 }
 
 /// `auth-chat` and `inband-auth` refuse a `--jwt-secret` (or `JWT_SECRET`) shorter than 32 bytes: exit

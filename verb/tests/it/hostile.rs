@@ -422,3 +422,191 @@ async fn eventually_eq(ran: &Mutex<Vec<&'static str>>, expected: &[&str]) {
     }
     assert_eq!(ran.lock().unwrap().as_slice(), expected);
 }
+
+const SECRET: &[u8] = b"hostile-suite secret, 32 bytes or more";
+
+/// A verifier without leeway, so tokens expire at their `exp` exactly.
+fn strict_jwt() -> verb::Jwt {
+    verb::Jwt::hs256(SECRET).unwrap().leeway(Duration::ZERO)
+}
+
+/// A token for `sub` with `role`, valid for `ttl` (whole seconds), and the moment it expires.
+fn token_for(sub: &str, role: &str, ttl: Duration) -> (String, std::time::SystemTime) {
+    let claims = Claims::new(sub, ttl).with_role(role);
+    let exp = std::time::UNIX_EPOCH + Duration::from_secs(claims.exp);
+    (strict_jwt().sign(&claims).unwrap(), exp)
+}
+
+/// Waits for the close and checks it did not come before `exp`.
+async fn closed_at_expiry(client: &mut TestWs, exp: std::time::SystemTime) -> (CloseCode, String) {
+    let close = client.recv_close().await;
+    let early = exp
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    // The server's clock and ours are the same; 50 ms for timer granularity.
+    assert!(
+        early < Duration::from_millis(50),
+        "closed {early:?} before exp"
+    );
+    close
+}
+
+/// A WebSocket opened with a token (at the upgrade) does not outlive it: past `exp` (plus the leeway,
+/// here 0) it is closed with 1008 `token expired`, unless it refreshed its claims with a newer token
+/// of the same subject; `expire_connections(false)` opts out.
+#[tokio::test]
+async fn a_live_connection_does_not_outlive_its_token() {
+    use verb::{ClaimsExt, HasRoles, JwtAuth, RefreshClaims};
+    let mut app = verb::create_server();
+    let jwt = strict_jwt();
+    let echo = move |ws: &WebSocket, msg: Message| {
+        let text = msg.as_text().unwrap_or_default().to_owned();
+        if let Some(token) = text.strip_prefix("refresh ") {
+            let answer = match ws.refresh_claims::<Claims>(&jwt, token) {
+                Ok(valid) => format!("refreshed {}", valid.as_secs_f64().round()),
+                Err(err) => format!("refused: {err}"),
+            };
+            ws.send_text(answer);
+            return;
+        }
+        let claims = ws.claims::<Claims>().unwrap();
+        let admin = claims.has_role("admin");
+        ws.send_text(format!("{}/{admin}: {text}", claims.sub));
+    };
+    app.ws("/ws", Ws::new().message(echo.clone()))
+        .middleware(JwtAuth::<Claims>::new(strict_jwt()));
+    app.ws("/forever", Ws::new().message(echo))
+        .middleware(JwtAuth::<Claims>::new(strict_jwt()).expire_connections(false));
+    let server = TestServer::start(app).await;
+
+    let ttl = Duration::from_secs(2);
+    let (short, exp) = token_for("7", "user", ttl);
+    let mut idle = server.ws(&format!("/ws?token={short}")).await;
+    let mut refreshed = server.ws(&format!("/ws?token={short}")).await;
+    let mut impostor = server.ws(&format!("/ws?token={short}")).await;
+    let mut forever = server.ws(&format!("/forever?token={short}")).await;
+    still_served_as(&mut idle, "hi", "7/false: hi").await;
+
+    let (newer, _) = token_for("7", "admin", Duration::from_secs(60));
+    refreshed.send_text(&format!("refresh {newer}")).await;
+    // `exp` is in whole seconds: 59.x or 60 left.
+    let answer = refreshed.recv_text().await;
+    assert!(
+        ["refreshed 59", "refreshed 60"].contains(&answer.as_str()),
+        "{answer}"
+    );
+    still_served_as(&mut refreshed, "now", "7/true: now").await;
+    let (other, _) = token_for("8", "admin", Duration::from_secs(60));
+    impostor.send_text(&format!("refresh {other}")).await;
+    assert_eq!(
+        impostor.recv_text().await,
+        "refused: token is for another subject"
+    );
+    still_served_as(&mut impostor, "still me", "7/false: still me").await;
+
+    for client in [&mut idle, &mut impostor] {
+        assert_eq!(
+            closed_at_expiry(client, exp).await,
+            (CloseCode::POLICY_VIOLATION, "token expired".to_owned())
+        );
+    }
+    still_served_as(&mut refreshed, "later", "7/true: later").await;
+    still_served_as(&mut forever, "later", "7/false: later").await;
+}
+
+async fn still_served_as(client: &mut TestWs, text: &str, answer: &str) {
+    client.send_text(text).await;
+    assert_eq!(client.recv_text().await, answer);
+}
+
+/// In-band authentication: before a connection authenticates, a message over 4 KiB closes it with
+/// 1009 and broadcasts to everyone skip it; afterwards its token's expiry closes it with 1008 unless
+/// it sends `{"type":"refresh"}` with a newer token of the same subject.
+#[tokio::test]
+async fn inband_auth_bounds_pending_connections_and_expires_tokens() {
+    use serde_json::{Value, json};
+    use verb::InbandAuth;
+    let mut app = verb::create_server();
+    let rooms = app.rooms().clone();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .attach(InbandAuth::<Claims>::new(strict_jwt()))
+            .message(move |ws: &WebSocket, msg: Message| {
+                if msg.as_text() == Some("shout") {
+                    rooms.everyone().send("to everyone");
+                } else {
+                    ws.send(msg);
+                }
+            }),
+    );
+    let server = TestServer::start(app).await;
+    let auth_required = json!({ "type": "auth_required", "message": "Please authenticate" });
+    let required = json!({ "type": "error", "message": "Authentication required" });
+
+    let mut pending = server.ws("/ws").await;
+    assert_eq!(pending.recv_json::<Value>().await, auth_required);
+    let padded = json!({ "type": "hello", "pad": "x".repeat(4000) }).to_string();
+    assert!(padded.len() <= 4096);
+    pending.send_text(&padded).await;
+    assert_eq!(pending.recv_json::<Value>().await, required);
+
+    let mut oversized = server.ws("/ws").await;
+    assert_eq!(oversized.recv_json::<Value>().await, auth_required);
+    let auth_too_big = json!({ "type": "auth", "token": "x".repeat(5000) }).to_string();
+    oversized.send_text(&auth_too_big).await;
+    assert_eq!(oversized.recv_close().await.0, CloseCode::MESSAGE_TOO_BIG);
+
+    let (short, exp) = token_for("7", "user", Duration::from_secs(2));
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut client = server.ws("/ws").await;
+        assert_eq!(client.recv_json::<Value>().await, auth_required);
+        client
+            .send_json(&json!({ "type": "auth", "token": short }))
+            .await;
+        assert_eq!(
+            client.recv_json::<Value>().await,
+            json!({ "type": "auth_success" })
+        );
+        clients.push(client);
+    }
+    let [mut idle, mut refreshed, mut impostor] = <[TestWs; 3]>::try_from(clients).unwrap();
+
+    // Authenticated, the endpoint's own limit applies again.
+    let big = "y".repeat(10_000);
+    refreshed.send_text(&big).await;
+    assert_eq!(refreshed.recv_text().await, big);
+
+    // A broadcast to everyone reaches the authenticated, not the pending.
+    refreshed.send_text("shout").await;
+    assert_eq!(refreshed.recv_text().await, "to everyone");
+    assert_eq!(idle.recv_text().await, "to everyone");
+    assert_eq!(impostor.recv_text().await, "to everyone");
+    pending.send_text("and me?").await;
+    assert_eq!(pending.recv_json::<Value>().await, required);
+
+    let (newer, _) = token_for("7", "user", Duration::from_secs(60));
+    refreshed
+        .send_json(&json!({ "type": "refresh", "token": newer }))
+        .await;
+    let answer = refreshed.recv_json::<Value>().await;
+    assert_eq!(answer["type"], "refreshed", "{answer}");
+    let expires_in = answer["expiresIn"].as_u64().unwrap();
+    assert!((59..=60).contains(&expires_in), "{answer}");
+    let (other, _) = token_for("8", "user", Duration::from_secs(60));
+    impostor
+        .send_json(&json!({ "type": "refresh", "token": other }))
+        .await;
+    assert_eq!(
+        impostor.recv_json::<Value>().await,
+        json!({ "type": "auth_failed", "message": "Invalid token" })
+    );
+    assert_eq!(impostor.recv_close().await.0, CloseCode::POLICY_VIOLATION);
+
+    assert_eq!(
+        closed_at_expiry(&mut idle, exp).await,
+        (CloseCode::POLICY_VIOLATION, "token expired".to_owned())
+    );
+    still_served(&mut refreshed, "after the first token expired").await;
+}

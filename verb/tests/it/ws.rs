@@ -638,3 +638,45 @@ async fn huge_timeouts_mean_never() {
         other => panic!("expected the close echo, got {other:?}"),
     }
 }
+
+/// `with_data`'s closure runs without the connection's data lock: it reads and stores other values,
+/// and a nested access to the same type reads as absent instead of deadlocking.
+#[tokio::test]
+async fn with_data_closures_may_use_the_connections_other_data() {
+    #[derive(Clone)]
+    struct Count(u32);
+    #[derive(Clone)]
+    struct Name(&'static str);
+    #[derive(Clone)]
+    struct Seen(u32);
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .open(|ws: &WebSocket, _req: &Request| {
+                ws.set_data(Count(0));
+                ws.set_data(Name("ada"));
+            })
+            .message(|ws: &WebSocket, _msg: Message| {
+                let answer = ws.with_data(|count: &mut Count| {
+                    count.0 += 1;
+                    let name = ws.data::<Name>().map(|n| n.0);
+                    ws.set_data(Seen(count.0));
+                    let nested = ws.with_data(|_: &mut Count| ()).is_some();
+                    let inner = ws.data::<Count>().is_some();
+                    format!("{name:?} {} nested={nested} inner={inner}", count.0)
+                });
+                let seen = ws.data::<Seen>().map(|s| s.0);
+                ws.send_text(format!("{} seen={seen:?}", answer.unwrap_or_default()));
+            }),
+    );
+    let server = TestServer::start(app).await;
+    let mut client = server.ws("/ws").await;
+    for n in 1..=2 {
+        client.send_text("count").await;
+        assert_eq!(
+            client.recv_text().await,
+            format!("Some(\"ada\") {n} nested=false inner=false seen=Some({n})")
+        );
+    }
+}
