@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
             .open(move |ws: &WebSocket, _req: &Request| {
                 // Everyone is in one room, joined with the welcome in one step: the welcome is this
                 // connection's first message and its count the one the join produced.
-                opened.join_with(EVERYONE, ws, |count| {
+                let joined = opened.join_with(EVERYONE, ws, |count| {
                     Greeting::new()
                         .welcome_json(&json!({
                             "type": "welcome",
@@ -55,6 +55,9 @@ async fn main() -> anyhow::Result<()> {
                             "userCount": count,
                         }))
                 });
+                if let Err(err) = joined {
+                    examples::refuse_join(ws, &err);
+                }
             })
             .message(move |ws: &WebSocket, msg: Message| {
                 if let Some(message) = examples::guide_chat_message(ws, &msg) {

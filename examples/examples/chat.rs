@@ -74,12 +74,15 @@ async fn main() -> anyhow::Result<()> {
                 tracing::info!(id = ws.id(), peer = %ws.remote_addr(), "chat: joined");
                 // Join and tell everyone (the newcomer first) the count in one step, so the counts
                 // arrive in the order the joins happened.
-                opened.join_with(EVERYONE, ws, |count| {
+                let joined = opened.join_with(EVERYONE, ws, |count| {
                     let message = user_count(count);
                     Greeting::new()
                         .welcome_json(&message)
                         .announce_json(&message)
                 });
+                if let Err(err) = joined {
+                    examples::refuse_join(ws, &err);
+                }
             })
             .message(move |ws: &WebSocket, msg: Message| on_message(&talked, ws, &msg))
             .close(move |ws: &WebSocket, code: CloseCode, _reason: &str| {

@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
                     // Ask Redis first, then join and greet in one step: the welcome comes before any
                     // message of the room, and the count is the other nodes' plus this node's at the join.
                     let remote = remote_size(&redis, &room).await;
-                    rooms.join_with(&room, &ws, |local| {
+                    let joined = rooms.join_with(&room, &ws, |local| {
                         let count = remote + local;
                         Greeting::new()
                             .welcome_json(
@@ -88,6 +88,9 @@ async fn main() -> anyhow::Result<()> {
                                 "userCount": count,
                             }))
                     });
+                    if let Err(err) = joined {
+                        examples::refuse_join(&ws, &err);
+                    }
                 });
             })
             .message(move |ws: &WebSocket, msg: Message| {

@@ -60,7 +60,7 @@ fn join(rooms: &Rooms, ws: &WebSocket, value: &Value) {
     }
     // One step: `joined` is the first message of the room this connection gets, with the count the
     // join produced, and the others hear of it in the same step.
-    rooms.join_with(&room, ws, |count| {
+    let joined = rooms.join_with(&room, ws, |count| {
         Greeting::new()
             .welcome_json(&json!({ "type": "joined", "room": room, "userCount": count }))
             .announce_json(&json!({
@@ -69,6 +69,10 @@ fn join(rooms: &Rooms, ws: &WebSocket, value: &Value) {
                 "message": format!("{username} joined the room"),
             }))
     });
+    if let Err(err) = joined {
+        // A name over the hub's limit: the client hears why and stays connected, in no room.
+        return send_error(ws, &err.to_string());
+    }
     tracing::info!(id = ws.id(), room, username, "room-chat: joined");
     ws.set_data(Member { username, room });
 }

@@ -56,8 +56,12 @@ async fn main() -> anyhow::Result<()> {
                             "userCount": count,
                         }))
                 });
-                if let Some(joined) = joined {
-                    tracing::info!(id = ws.id(), room, count = joined.count, "rooms: joined");
+                match joined {
+                    Ok(Some(joined)) => {
+                        tracing::info!(id = ws.id(), room, count = joined.count, "rooms: joined");
+                    }
+                    Ok(None) => {}
+                    Err(err) => examples::refuse_join(ws, &err),
                 }
             })
             .message(move |ws: &WebSocket, msg: Message| {

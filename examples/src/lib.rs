@@ -65,6 +65,12 @@ pub fn send_error(ws: &verb::WebSocket, message: &str) {
     ws.send_json(&serde_json::json!({ "type": "error", "message": message }));
 }
 
+/// A join the hub refused (a room name from the path over 256 bytes, say): the error, then close 1008.
+pub fn refuse_join(ws: &verb::WebSocket, err: &verb::JoinError) {
+    send_error(ws, &err.to_string());
+    ws.close(verb::CloseCode::POLICY_VIOLATION, "room refused");
+}
+
 /// The string field `name` of a client's JSON message, or the error text naming it.
 ///
 /// # Errors

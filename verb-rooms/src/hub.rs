@@ -6,11 +6,15 @@
 //! 2. the room table (`rooms`) or the user table (`users`);
 //! 3. one room's member list.
 //!
+//! Membership changes reach the backplane in the order they happened (queued under the shard lock) but
+//! its hooks run after every lock is released ([`Rooms::flush_notices`]).
+//!
 //! Sending only queues frames on the connections (`verb-ws` never blocks a sender), so a broadcast
 //! holds one room's read lock while it walks the members, and nothing else.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use indexmap::IndexMap;
@@ -55,7 +59,7 @@ type Hook = dyn Fn(&Rooms, &str, &WebSocket) + Send + Sync;
 ///     .attach(rooms.clone())
 ///     .open(|ws: &WebSocket, _req| {
 ///         if let Some(rooms) = ws.attachment::<Rooms>() {
-///             rooms.join("lobby", ws);
+///             rooms.join("lobby", ws).ok();
 ///             rooms.to("lobby").except(ws).send("someone joined");
 ///         }
 ///     })
@@ -80,6 +84,108 @@ pub(crate) struct Inner {
     on_leave: RwLock<Option<Arc<Hook>>>,
     pub(crate) backplane: OnceLock<Arc<dyn Backplane>>,
     metrics: OnceLock<HubMetrics>,
+    /// Membership changes on their way to the backplane's hooks.
+    notices: Mutex<Notices>,
+    max_rooms_per_connection: AtomicUsize,
+    max_room_name: AtomicUsize,
+}
+
+/// Membership changes for the backplane, in the order they happened: queued under the shard lock,
+/// delivered by one thread at a time with no lock held.
+#[derive(Default)]
+struct Notices {
+    queue: VecDeque<Notice>,
+    /// A thread is delivering: it takes what others queue meanwhile.
+    draining: bool,
+}
+
+enum Notice {
+    Joined {
+        room: Arc<str>,
+        member: u64,
+        presence: Option<Arc<str>>,
+    },
+    Left {
+        room: Arc<str>,
+        member: u64,
+    },
+}
+
+/// Bounds on what one connection can make a hub hold (set with [`Rooms::set_limits`]).
+///
+/// ```
+/// use verb_rooms::{RoomLimits, Rooms};
+///
+/// let rooms = Rooms::new();
+/// rooms.set_limits(RoomLimits::new().max_rooms_per_connection(50).max_room_name_len(64));
+/// assert_eq!(rooms.limits().get_max_rooms_per_connection(), 50);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomLimits {
+    max_rooms_per_connection: usize,
+    max_room_name: usize,
+}
+
+impl Default for RoomLimits {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RoomLimits {
+    /// The defaults: 1,000 rooms per connection, room names of at most 256 bytes.
+    pub fn new() -> Self {
+        Self {
+            max_rooms_per_connection: 1000,
+            max_room_name: 256,
+        }
+    }
+
+    /// How many rooms (and topics) one connection may be in at once.
+    ///
+    /// Default is 1,000.
+    pub fn max_rooms_per_connection(mut self, rooms: usize) -> Self {
+        self.max_rooms_per_connection = rooms;
+        self
+    }
+
+    /// The longest room (or topic) name a join accepts, in bytes.
+    ///
+    /// Default is 256.
+    pub fn max_room_name_len(mut self, bytes: usize) -> Self {
+        self.max_room_name = bytes;
+        self
+    }
+
+    /// See [`max_rooms_per_connection`](Self::max_rooms_per_connection).
+    pub fn get_max_rooms_per_connection(&self) -> usize {
+        self.max_rooms_per_connection
+    }
+
+    /// See [`max_room_name_len`](Self::max_room_name_len).
+    pub fn get_max_room_name_len(&self) -> usize {
+        self.max_room_name
+    }
+}
+
+/// Why a join was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The connection is already in as many rooms as [`RoomLimits::max_rooms_per_connection`] allows.
+    #[error("a connection may be in at most {limit} rooms")]
+    TooManyRooms {
+        /// The limit.
+        limit: usize,
+    },
+    /// The room name is longer than [`RoomLimits::max_room_name_len`].
+    #[error("room name of {len} bytes is longer than the limit of {limit}")]
+    NameTooLong {
+        /// The name's length in bytes.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// The hub's counters (registered at first use, so a recorder installed before serving sees them):
@@ -162,6 +268,11 @@ impl Rooms {
                 on_leave: RwLock::new(None),
                 backplane: OnceLock::new(),
                 metrics: OnceLock::new(),
+                notices: Mutex::new(Notices::default()),
+                max_rooms_per_connection: AtomicUsize::new(
+                    RoomLimits::new().max_rooms_per_connection,
+                ),
+                max_room_name: AtomicUsize::new(RoomLimits::new().max_room_name),
             }),
         }
     }
@@ -188,13 +299,41 @@ impl Rooms {
         }))
     }
 
-    /// Puts `ws` in `room` (creating the room). Returns `false` if it was already a member, or is
+    /// Puts `ws` in `room` (creating the room). Returns `Ok(false)` if it was already a member, or is
     /// closed.
     ///
     /// To tell the newcomer the member count (and the others of its arrival) with no broadcast in
     /// between, use [`join_with`](Self::join_with).
-    pub fn join(&self, room: &str, ws: &WebSocket) -> bool {
-        matches!(self.enter(room, ws, None), Entry::Joined(_))
+    ///
+    /// # Errors
+    ///
+    /// A [`JoinError`] when the join would pass the hub's [`RoomLimits`]: a name that is too long, or
+    /// a connection already in `max_rooms_per_connection` rooms. Nothing changes.
+    pub fn join(&self, room: &str, ws: &WebSocket) -> Result<bool, JoinError> {
+        match self.enter(room, ws, None) {
+            Entry::Joined(_) => Ok(true),
+            Entry::Limited(err) => Err(err),
+            Entry::Refused | Entry::SizeChanged => Ok(false),
+        }
+    }
+
+    /// Sets the bounds on what one connection can make the hub hold; joins from then on obey them
+    /// (a connection already over a new limit keeps its rooms but joins no more).
+    pub fn set_limits(&self, limits: RoomLimits) {
+        self.inner
+            .max_rooms_per_connection
+            .store(limits.max_rooms_per_connection, Ordering::Relaxed);
+        self.inner
+            .max_room_name
+            .store(limits.max_room_name, Ordering::Relaxed);
+    }
+
+    /// The hub's [`RoomLimits`].
+    pub fn limits(&self) -> RoomLimits {
+        RoomLimits {
+            max_rooms_per_connection: self.inner.max_rooms_per_connection.load(Ordering::Relaxed),
+            max_room_name: self.inner.max_room_name.load(Ordering::Relaxed),
+        }
     }
 
     /// Puts `ws` in `room` and, in the same step, queues a welcome on `ws` and an announcement on the
@@ -212,7 +351,7 @@ impl Rooms {
     /// change under every one of those tries, the last greeting is queued as built, in the same order,
     /// and its count may be off by the churn).
     ///
-    /// Returns `None`, sending nothing, when `ws` is already in `room` or is closed.
+    /// Returns `Ok(None)`, sending nothing, when `ws` is already in `room` or is closed.
     ///
     /// ```
     /// # use verb_rooms::{Greeting, Rooms};
@@ -222,19 +361,25 @@ impl Rooms {
     ///     Greeting::new()
     ///         .welcome_json(&json!({ "type": "welcome", "userCount": count }))
     ///         .announce_json(&json!({ "type": "system", "message": "A user has joined", "userCount": count }))
-    /// });
+    /// })
+    /// .ok();
     /// # }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`JoinError`], as [`join`](Self::join), before `greet` runs.
     pub fn join_with(
         &self,
         room: &str,
         ws: &WebSocket,
         mut greet: impl FnMut(usize) -> Greeting,
-    ) -> Option<Joined> {
+    ) -> Result<Option<Joined>, JoinError> {
         const TRIES: usize = 8;
+        self.check_name(room, ws)?;
         for attempt in 1..=TRIES {
             if ws.ready_state() == ReadyState::Closed || self.contains(room, ws) {
-                return None;
+                return Ok(None);
             }
             let expected = self.size(room) + 1;
             let greeting = greet(expected);
@@ -252,9 +397,10 @@ impl Rooms {
                     {
                         backplane.publish(Scope::Room(room), message);
                     }
-                    return Some(joined);
+                    return Ok(Some(joined));
                 }
-                Entry::Refused => return None,
+                Entry::Refused => return Ok(None),
+                Entry::Limited(err) => return Err(err),
                 Entry::SizeChanged => {
                     tracing::trace!(
                         room,
@@ -266,12 +412,33 @@ impl Rooms {
             }
         }
         // The last try queues whatever the room's size is, so the loop always returns from within.
-        None
+        Ok(None)
+    }
+
+    /// Refuses a room name over the limit.
+    fn check_name(&self, room: &str, ws: &WebSocket) -> Result<(), JoinError> {
+        let limit = self.inner.max_room_name.load(Ordering::Relaxed);
+        if room.len() > limit {
+            tracing::info!(
+                id = ws.id(),
+                len = room.len(),
+                limit,
+                "join refused: room name too long"
+            );
+            return Err(JoinError::NameTooLong {
+                len: room.len(),
+                limit,
+            });
+        }
+        Ok(())
     }
 
     /// Joins `ws` to `room`; with `pending`, also queues the greeting under the room's lock, unless the
     /// room's size is not the one the greeting was built for.
     fn enter(&self, room: &str, ws: &WebSocket, pending: Option<Pending<'_>>) -> Entry {
+        if let Err(err) = self.check_name(room, ws) {
+            return Entry::Limited(err);
+        }
         let mut fanout = pending
             .as_ref()
             .and_then(|p| p.announcement)
@@ -283,6 +450,11 @@ impl Rooms {
             };
             if conn.rooms.iter().any(|r| &*r.name == room) {
                 return Entry::Refused;
+            }
+            let limit = self.inner.max_rooms_per_connection.load(Ordering::Relaxed);
+            if conn.rooms.len() >= limit {
+                tracing::info!(id = ws.id(), limit, "join refused: too many rooms");
+                return Entry::Limited(JoinError::TooManyRooms { limit });
             }
             let (joined, count, welcome) = loop {
                 let candidate = self.room_for_join(room);
@@ -321,18 +493,21 @@ impl Rooms {
                 drop(members);
                 break (candidate, count, welcome);
             };
-            conn.rooms.push(joined);
             // Still under the shard lock, so the backplane hears joins and leaves of this connection
             // in the order they happened.
-            if let Some(backplane) = self.inner.backplane.get() {
-                backplane.member_joined(room, ws.id(), conn.presence.as_deref());
-            }
+            self.notice(|| Notice::Joined {
+                room: joined.name.clone(),
+                member: ws.id(),
+                presence: conn.presence.clone(),
+            });
+            conn.rooms.push(joined);
             Joined {
                 count,
                 welcome,
                 announced: Delivery::default(),
             }
         };
+        self.flush_notices();
         let announced = fanout
             .map(|fanout| fanout.finish(self, Scope::Room(room)))
             .unwrap_or_default();
@@ -402,15 +577,61 @@ impl Rooms {
             members.dead = members.list.is_empty();
             members.dead
         };
-        if let Some(backplane) = self.inner.backplane.get() {
-            backplane.member_left(&room.name, id);
-        }
+        self.notice(|| Notice::Left {
+            room: room.name.clone(),
+            member: id,
+        });
         emptied
+    }
+
+    /// Queues a membership change for the backplane (the caller holds the member's shard lock).
+    fn notice(&self, notice: impl FnOnce() -> Notice) {
+        if self.inner.backplane.get().is_some() {
+            lock(&self.inner.notices).queue.push_back(notice());
+        }
+    }
+
+    /// Delivers queued membership changes to the backplane's hooks, in order, with no lock held: a
+    /// hook may use the hub (even join or leave; that change is delivered after it, by this loop).
+    /// Called after the shard lock is released; if another thread is delivering, it takes ours too.
+    fn flush_notices(&self) {
+        /// Lets the next caller deliver, even if a hook panicked.
+        struct Draining<'a>(&'a Mutex<Notices>);
+        impl Drop for Draining<'_> {
+            fn drop(&mut self) {
+                lock(self.0).draining = false;
+            }
+        }
+        let Some(backplane) = self.inner.backplane.get() else {
+            return;
+        };
+        {
+            let mut notices = lock(&self.inner.notices);
+            if notices.draining || notices.queue.is_empty() {
+                return;
+            }
+            notices.draining = true;
+        }
+        let _draining = Draining(&self.inner.notices);
+        loop {
+            let Some(notice) = lock(&self.inner.notices).queue.pop_front() else {
+                return;
+            };
+            match notice {
+                Notice::Joined {
+                    room,
+                    member,
+                    presence,
+                } => backplane.member_joined(&room, member, presence.as_deref()),
+                Notice::Left { room, member } => backplane.member_left(&room, member),
+            }
+        }
     }
 
     /// What follows leaving, outside every lock: emptied rooms leave the table, and the `on_leave`
     /// hook runs.
     fn after_leave(&self, left: &[(Arc<Room>, bool)], ws: &WebSocket) {
+        self.flush_notices();
         for (room, emptied) in left {
             if *emptied {
                 self.forget_room(room);
@@ -545,11 +766,15 @@ impl Rooms {
             return false;
         };
         conn.presence = Some(json.clone());
-        if let Some(backplane) = self.inner.backplane.get() {
-            for room in &conn.rooms {
-                backplane.member_joined(&room.name, ws.id(), Some(&json));
-            }
+        for room in &conn.rooms {
+            self.notice(|| Notice::Joined {
+                room: room.name.clone(),
+                member: ws.id(),
+                presence: Some(json.clone()),
+            });
         }
+        drop(shard);
+        self.flush_notices();
         true
     }
 
@@ -770,6 +995,8 @@ enum Entry {
     Refused,
     /// The room's size is not the one the greeting was built for; nothing changed.
     SizeChanged,
+    /// Over the hub's limits; nothing changed.
+    Limited(JoinError),
 }
 
 /// One frame on its way to many connections: the sends happen under whatever lock the caller holds,

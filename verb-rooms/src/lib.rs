@@ -57,7 +57,7 @@ mod topics;
 pub use backplane::{Backplane, BackplaneError, MemoryBackplane, Node, Scope};
 pub use delivery::{Delivery, Target};
 pub use greeting::{Greeting, Joined};
-pub use hub::Rooms;
+pub use hub::{JoinError, RoomLimits, Rooms};
 #[cfg(feature = "redis")]
 pub use redis::RedisBackplane;
 pub use topics::Topics;

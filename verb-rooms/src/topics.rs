@@ -28,7 +28,8 @@ use crate::hub::Rooms;
 /// # let _ = feed;
 /// ```
 pub trait Topics {
-    /// Subscribes to `topic`; `false` if already subscribed (or no hub).
+    /// Subscribes to `topic`; `false` if already subscribed, refused by the hub's
+    /// [`RoomLimits`](crate::RoomLimits) (logged), or no hub. [`Rooms::join`] says why.
     fn subscribe(&self, topic: &str) -> bool;
 
     /// Unsubscribes from `topic`; `false` if not subscribed.
@@ -60,7 +61,7 @@ fn hub(ws: &WebSocket) -> Option<&Rooms> {
 
 impl Topics for WebSocket {
     fn subscribe(&self, topic: &str) -> bool {
-        hub(self).is_some_and(|rooms| rooms.join(topic, self))
+        hub(self).is_some_and(|rooms| rooms.join(topic, self).unwrap_or(false))
     }
 
     fn unsubscribe(&self, topic: &str) -> bool {

@@ -73,8 +73,8 @@ pub use verb_auth::{
 pub use verb_rooms::RedisBackplane;
 #[doc(inline)]
 pub use verb_rooms::{
-    Backplane, BackplaneError, Delivery, Greeting, Joined, MemoryBackplane, Node, Rooms, Scope,
-    Target, Topics,
+    Backplane, BackplaneError, Delivery, Greeting, JoinError, Joined, MemoryBackplane, Node,
+    RoomLimits, Rooms, Scope, Target, Topics,
 };
 
 /// A new WebSocket endpoint to fill with callbacks: the same as [`Ws::new`].

@@ -187,7 +187,7 @@ async fn node_with(redis: RedisBackplane) -> (TestServer, RedisBackplane, Rooms)
                     rooms.set_presence(ws, &json!({ "user": user }));
                     rooms.set_user(ws, user);
                 }
-                rooms.join("r", ws);
+                rooms.join("r", ws).unwrap();
                 ws.send_text("ready");
             })
             .message(|ws: &WebSocket, msg: Message| {

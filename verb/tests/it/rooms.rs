@@ -31,7 +31,10 @@ fn commands() -> Ws {
             let arg = words.next().unwrap_or_default();
             let rest = words.next().unwrap_or_default();
             let reply = match verb {
-                "join" => format!("ok join {}", rooms.join(arg, ws)),
+                "join" => match rooms.join(arg, ws) {
+                    Ok(joined) => format!("ok join {joined}"),
+                    Err(err) => format!("refused: {err}"),
+                },
                 "leave" => format!("ok leave {}", rooms.leave(arg, ws)),
                 "say" => {
                     let d = rooms.to(arg).except(ws).send(rest.to_owned());
@@ -424,7 +427,7 @@ async fn concurrent_joins_leaves_and_publishes_keep_the_hub_consistent() {
                     let room = format!("r{}", next() % 6);
                     match next() % 6 {
                         0 | 1 => {
-                            rooms.join(&room, ws);
+                            rooms.join(&room, ws).unwrap();
                         }
                         2 => {
                             rooms.leave(&room, ws);
@@ -493,11 +496,13 @@ async fn hall() -> (TestServer, Rooms, Arc<std::sync::atomic::AtomicBool>) {
         "/hall",
         Ws::new()
             .open(move |ws: &WebSocket, _req: &Request| {
-                opened.join_with("hall", ws, |count| {
-                    Greeting::new()
-                        .welcome(format!("welcome {count}"))
-                        .announce(format!("joined {count}"))
-                });
+                opened
+                    .join_with("hall", ws, |count| {
+                        Greeting::new()
+                            .welcome(format!("welcome {count}"))
+                            .announce(format!("joined {count}"))
+                    })
+                    .unwrap();
             })
             .close(move |_ws: &WebSocket, _code: CloseCode, _reason: &str| {
                 closed
@@ -605,4 +610,128 @@ async fn join_with_welcome_comes_first_and_counts_follow_the_joins() {
         .unwrap_or_else(|_| panic!("no task keeps the server"))
         .stop()
         .await;
+}
+
+/// The hub's limits: at most `max_rooms_per_connection` rooms (topics too) per connection and room
+/// names of at most `max_room_name_len` bytes; beyond them `join` is a typed error and nothing
+/// changes.
+#[tokio::test]
+async fn joins_beyond_the_hubs_limits_are_refused_with_a_typed_error() {
+    let (server, rooms) = start().await;
+    assert_eq!(rooms.limits(), verb::RoomLimits::new());
+    assert_eq!(rooms.limits().get_max_rooms_per_connection(), 1000);
+    assert_eq!(rooms.limits().get_max_room_name_len(), 256);
+    rooms.set_limits(
+        verb::RoomLimits::new()
+            .max_rooms_per_connection(3)
+            .max_room_name_len(8),
+    );
+    let mut client = server.ws("/ws").await;
+    for room in ["a", "b", "c"] {
+        assert_eq!(ask(&mut client, &format!("join {room}")).await, "join true");
+    }
+    client.send_text("join d").await;
+    assert_eq!(
+        client.recv_text().await,
+        "refused: a connection may be in at most 3 rooms"
+    );
+    assert_eq!(ask(&mut client, "sub topic").await, "sub false");
+    assert_eq!(ask(&mut client, "rooms").await, "rooms a,b,c");
+    assert_eq!(ask(&mut client, "leave a").await, "leave true");
+    client.send_text("join ninebytes").await;
+    assert_eq!(
+        client.recv_text().await,
+        "refused: room name of 9 bytes is longer than the limit of 8"
+    );
+    assert_eq!(ask(&mut client, "join d").await, "join true");
+    assert_eq!(rooms.room_count(), 3);
+    assert_eq!(
+        rooms.join(&"x".repeat(9), &server_side(&rooms)),
+        Err(verb::JoinError::NameTooLong { len: 9, limit: 8 })
+    );
+}
+
+/// A connection the hub knows, from the server's side.
+fn server_side(rooms: &Rooms) -> WebSocket {
+    rooms.members("d").pop().expect("the client is in d")
+}
+
+/// A backplane whose hooks use the hub, as one keeping presence across nodes does.
+#[derive(Clone, Default)]
+struct PresenceProbe {
+    node: Arc<Mutex<Option<verb::Node>>>,
+    rooms: Arc<Mutex<Option<Rooms>>>,
+    heard: Arc<Mutex<Vec<String>>>,
+}
+
+impl PresenceProbe {
+    fn look(&self, event: &str, room: &str) {
+        let node = self.node.lock().unwrap().clone().unwrap();
+        let rooms = self.rooms.lock().unwrap().clone().unwrap();
+        // Both take the hub's locks: under one of them, either would deadlock.
+        let members = node.members(room).len();
+        let names = rooms.presence::<Name>(room).len();
+        let values = rooms.presence_values(room).len();
+        self.heard
+            .lock()
+            .unwrap()
+            .push(format!("{event} {room} {members} {names} {values}"));
+    }
+}
+
+impl verb::Backplane for PresenceProbe {
+    fn start(&self, node: verb::Node) {
+        *self.node.lock().unwrap() = Some(node);
+    }
+
+    fn publish(&self, _scope: verb::Scope<'_>, _message: &Message) {}
+
+    fn member_joined(&self, room: &str, _member: u64, _presence: Option<&str>) {
+        self.look("joined", room);
+    }
+
+    fn member_left(&self, room: &str, _member: u64) {
+        self.look("left", room);
+    }
+}
+
+/// Backplane hooks and room hooks run with none of the hub's locks held: each may ask the hub who is
+/// in the room (`presence`, `presence_values`, `Node::members`), and hears changes in order.
+#[tokio::test]
+async fn hooks_may_use_the_hub() {
+    let mut app = verb::create_server();
+    app.ws("/ws", commands());
+    let rooms = app.rooms().clone();
+    let probe = PresenceProbe::default();
+    *probe.rooms.lock().unwrap() = Some(rooms.clone());
+    rooms.set_backplane(probe.clone()).unwrap();
+    let hooks = Arc::new(Mutex::new(Vec::new()));
+    for (event, heard) in [("on_join", hooks.clone()), ("on_leave", hooks.clone())] {
+        let hook = move |rooms: &Rooms, room: &str, ws: &WebSocket| {
+            let names = rooms.presence::<Name>(room).len();
+            let values = rooms.presence_values(room).len();
+            let mine = ws.data::<Name>().map(|n| n.0).unwrap_or_default();
+            heard
+                .lock()
+                .unwrap()
+                .push(format!("{event} {room} {mine} {names} {values}"));
+        };
+        if event == "on_join" {
+            rooms.on_join(hook);
+        } else {
+            rooms.on_leave(hook);
+        }
+    }
+    let server = TestServer::start(app).await;
+    let mut ada = server.ws("/ws?name=ada").await;
+    assert_eq!(ask(&mut ada, "join hall").await, "join true");
+    assert_eq!(ask(&mut ada, "leave hall").await, "leave true");
+    assert_eq!(
+        *probe.heard.lock().unwrap(),
+        ["joined hall 1 1 0", "left hall 0 0 0"]
+    );
+    assert_eq!(
+        *hooks.lock().unwrap(),
+        ["on_join hall ada 1 0", "on_leave hall ada 0 0"]
+    );
 }
