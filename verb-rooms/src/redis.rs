@@ -6,13 +6,20 @@
 //! A node skips its own publishes (it delivered them locally already).
 //!
 //! Presence: each node keeps its members of a room in the hash `{prefix}:m:{room}:{node}` (connection id
-//! → presence JSON) and its id in the set `{prefix}:n:{room}`. The hashes expire 15 s after the node's
-//! last heartbeat (every 5 s), so a crashed node's members stop counting by themselves; readers drop
-//! vanished nodes from the set. After a reconnect each node rewrites its hashes from its own state.
+//! → presence JSON) and its id in the set `{prefix}:n:{room}`. When a node's last member of a room
+//! leaves, it deletes its hash and takes its id out of the set (Redis deletes an emptied set). Every
+//! key expires 15 s after the last heartbeat (every 5 s) that renewed it, so the keys of a crashed
+//! node vanish by themselves; readers also drop vanished nodes from the set. After a reconnect each
+//! node rewrites its hashes from its own state.
+//!
+//! Names: the prefix, room and user names are escaped in channel and key names (`%`, `:`, glob
+//! characters and braces as `%XX`), so `:` separates fields unambiguously: the prefix `verb` never sees
+//! the channels of an app whose prefix is `verb:r`, and a room `a:1` never shares a key with room `a`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -25,8 +32,10 @@ use crate::backplane::{Backplane, BackplaneError, Node, Scope};
 
 const KIND_TEXT: u8 = 0;
 const KIND_BINARY: u8 = 1;
-/// Publishes waiting for the Redis connection; beyond this, new ones are dropped (and counted).
+/// Commands waiting for the Redis connection; beyond this, new publishes are dropped (and counted).
 const QUEUE: usize = 65_536;
+/// Bytes of publishes waiting for the Redis connection, by default.
+const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 const ALIVE_FOR_S: u64 = 15;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -67,6 +76,9 @@ struct Inner {
     connection: OnceCell<ConnectionManager>,
     node: OnceLock<Node>,
     lost: AtomicU64,
+    /// Bytes of the publishes in `commands` (channel and payload).
+    queued_bytes: AtomicUsize,
+    max_queued_bytes: usize,
     /// A presence update was lost (queue full, Redis unreachable, a failed write): the next heartbeat
     /// rewrites everything instead of only refreshing expiries.
     resync: std::sync::atomic::AtomicBool,
@@ -122,13 +134,15 @@ impl RedisBackplane {
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
-                prefix: prefix.to_owned(),
+                prefix: escape(prefix).into_owned(),
                 node_id,
                 commands,
                 queue: std::sync::Mutex::new(Some(queue)),
                 connection: OnceCell::new(),
                 node: OnceLock::new(),
                 lost: AtomicU64::new(0),
+                queued_bytes: AtomicUsize::new(0),
+                max_queued_bytes: MAX_QUEUED_BYTES,
                 resync: std::sync::atomic::AtomicBool::new(false),
                 keepalive: HEARTBEAT,
                 stopped,
@@ -149,6 +163,23 @@ impl RedisBackplane {
             inner.keepalive = every.max(Duration::from_millis(10));
         } else {
             tracing::warn!("RedisBackplane::keepalive ignored: the backplane is already in use");
+        }
+        self
+    }
+
+    /// How many bytes of publishes (payload and channel name) may wait for Redis while it is slow or
+    /// unreachable; a publish beyond that is dropped and counted (`lost`, `verb_backplane_lost_total`).
+    /// The queue also holds at most 65,536 commands. Set before the backplane is attached to a hub.
+    ///
+    /// Default is 64 MiB.
+    #[must_use]
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.max_queued_bytes = bytes;
+        } else {
+            tracing::warn!(
+                "RedisBackplane::max_queued_bytes ignored: the backplane is already in use"
+            );
         }
         self
     }
@@ -223,31 +254,32 @@ fn unavailable(err: redis::RedisError) -> BackplaneError {
 impl Inner {
     fn channel(&self, scope: Scope<'_>) -> Vec<u8> {
         match scope {
-            Scope::Room(room) => format!("{}:r:{room}", self.prefix),
+            Scope::Room(room) => format!("{}:r:{}", self.prefix, escape(room)),
             Scope::Everyone => format!("{}:a", self.prefix),
-            Scope::User(user) => format!("{}:u:{user}", self.prefix),
+            Scope::User(user) => format!("{}:u:{}", self.prefix, escape(user)),
         }
         .into_bytes()
     }
 
-    fn scope<'a>(&self, channel: &'a [u8]) -> Option<Scope<'a>> {
+    /// Who a channel is for; `None` for a channel this backplane did not make.
+    fn scope(&self, channel: &[u8]) -> Option<ChannelScope> {
         let channel = std::str::from_utf8(channel).ok()?;
         let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(':')?;
         if rest == "a" {
-            return Some(Scope::Everyone);
+            return Some(ChannelScope::Everyone);
         }
         if let Some(room) = rest.strip_prefix("r:") {
-            return Some(Scope::Room(room));
+            return unescape(room).map(ChannelScope::Room);
         }
-        rest.strip_prefix("u:").map(Scope::User)
+        unescape(rest.strip_prefix("u:")?).map(ChannelScope::User)
     }
 
     fn members_key(&self, room: &str, node: u64) -> String {
-        format!("{}:m:{room}:{node}", self.prefix)
+        format!("{}:m:{}:{node}", self.prefix, escape(room))
     }
 
     fn nodes_key(&self, room: &str) -> String {
-        format!("{}:n:{room}", self.prefix)
+        format!("{}:n:{}", self.prefix, escape(room))
     }
 
     /// `command` (`HLEN`, `HVALS`) on the member hash of every other node in `room`; nodes whose hash
@@ -311,15 +343,104 @@ impl Inner {
     }
 
     fn enqueue(&self, command: Command) {
+        let bytes = command.bytes();
+        if bytes > 0 {
+            let queued = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+            if queued.saturating_add(bytes) > self.max_queued_bytes {
+                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                self.lose("publish", &"the queue to Redis holds max_queued_bytes");
+                return;
+            }
+        }
         match self.commands.try_send(command) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(Command::Publish { .. }))
             | Err(mpsc::error::TrySendError::Closed(Command::Publish { .. })) => {
+                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
                 self.lose("publish", &"the queue to Redis is full");
             }
             Err(_) => self.resync.store(true, Ordering::Release),
         }
     }
+}
+
+impl Command {
+    /// What a publish weighs in the queue's byte bound (0 for the small presence commands).
+    fn bytes(&self) -> usize {
+        match self {
+            Command::Publish { channel, payload } => channel.len() + payload.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// A channel's scope, decoded from its escaped name.
+#[derive(Debug, PartialEq, Eq)]
+enum ChannelScope {
+    Room(String),
+    Everyone,
+    User(String),
+}
+
+impl ChannelScope {
+    fn as_scope(&self) -> Scope<'_> {
+        match self {
+            ChannelScope::Room(room) => Scope::Room(room),
+            ChannelScope::Everyone => Scope::Everyone,
+            ChannelScope::User(user) => Scope::User(user),
+        }
+    }
+}
+
+/// Whether `byte` is written as `%XX` in channel and key names: the field separator, the escape
+/// itself, glob characters (`PSUBSCRIBE` patterns) and braces (Redis Cluster hash tags).
+fn needs_escape(byte: u8) -> bool {
+    matches!(
+        byte,
+        b'%' | b':' | b'*' | b'?' | b'[' | b']' | b'\\' | b'{' | b'}'
+    ) || byte.is_ascii_control()
+        || byte == b' '
+}
+
+fn escape(name: &str) -> Cow<'_, str> {
+    if !name.bytes().any(needs_escape) {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for ch in name.chars() {
+        if ch.is_ascii() && needs_escape(ch as u8) {
+            out.push_str(&format!("%{:02X}", ch as u8));
+        } else {
+            out.push(ch);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The name `escape` made `escaped` from; `None` if it is not one.
+fn unescape(escaped: &str) -> Option<String> {
+    let bytes = escaped.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = escaped.get(i + 1..i + 3)?;
+                let byte = u8::from_str_radix(hex, 16).ok()?;
+                if !needs_escape(byte) {
+                    return None;
+                }
+                out.push(byte);
+                i += 3;
+            }
+            byte if needs_escape(byte) => return None,
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn encode(node_id: u64, message: &Message) -> Vec<u8> {
@@ -354,6 +475,9 @@ async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Command>) {
             command = queue.recv() => command,
         };
         let Some(command) = command else { return };
+        inner
+            .queued_bytes
+            .fetch_sub(command.bytes(), Ordering::AcqRel);
         let Some(node) = inner.node.get().cloned() else {
             continue;
         };
@@ -393,18 +517,26 @@ async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Command>) {
                     .arg(presence.as_deref().unwrap_or("null"))
                     .ignore();
                 pipe.cmd("EXPIRE").arg(&key).arg(ALIVE_FOR_S).ignore();
-                pipe.cmd("SADD")
-                    .arg(inner.nodes_key(&room))
-                    .arg(inner.node_id)
-                    .ignore();
+                let nodes = inner.nodes_key(&room);
+                pipe.cmd("SADD").arg(&nodes).arg(inner.node_id).ignore();
+                pipe.cmd("EXPIRE").arg(&nodes).arg(ALIVE_FOR_S).ignore();
                 pipe.query_async::<()>(&mut conn).await
             }
             Command::Left { room, member } => {
-                redis::cmd("HDEL")
-                    .arg(inner.members_key(&room, inner.node_id))
-                    .arg(member)
-                    .query_async::<()>(&mut conn)
-                    .await
+                let key = inner.members_key(&room, inner.node_id);
+                let mut pipe = redis::pipe();
+                if node.size(&room) == 0 {
+                    // This node's last member left (and none joined since: a join queued after this
+                    // command adds the node back): its keys for the room go now, not at expiry.
+                    pipe.cmd("DEL").arg(&key).ignore();
+                    pipe.cmd("SREM")
+                        .arg(inner.nodes_key(&room))
+                        .arg(inner.node_id)
+                        .ignore();
+                } else {
+                    pipe.cmd("HDEL").arg(&key).arg(member).ignore();
+                }
+                pipe.query_async::<()>(&mut conn).await
             }
             Command::Heartbeat | Command::Resync => {
                 let rewrite = matches!(command, Command::Resync)
@@ -424,10 +556,9 @@ async fn writer(inner: Arc<Inner>, mut queue: mpsc::Receiver<Command>) {
                     }
                     // Every beat: a reader may have dropped this node from the set in a race with a
                     // join here.
-                    pipe.cmd("SADD")
-                        .arg(inner.nodes_key(&room))
-                        .arg(inner.node_id)
-                        .ignore();
+                    let nodes = inner.nodes_key(&room);
+                    pipe.cmd("SADD").arg(&nodes).arg(inner.node_id).ignore();
+                    pipe.cmd("EXPIRE").arg(&nodes).arg(ALIVE_FOR_S).ignore();
                     pipe.cmd("EXPIRE").arg(&key).arg(ALIVE_FOR_S).ignore();
                 }
                 pipe.query_async::<()>(&mut conn).await
@@ -496,7 +627,7 @@ async fn subscriber(inner: Arc<Inner>, node: Node) {
                         continue;
                     };
                     if from != inner.node_id {
-                        node.deliver(scope, &body);
+                        node.deliver(scope.as_scope(), &body);
                     }
                 }
                 tracing::warn!(
@@ -605,10 +736,31 @@ mod tests {
     fn channels_map_to_scopes() {
         let backplane = RedisBackplane::with_prefix("redis://127.0.0.1:1", "app").unwrap();
         let inner = &backplane.inner;
-        for scope in [Scope::Room("a:b room"), Scope::Everyone, Scope::User("42")] {
-            assert_eq!(inner.scope(&inner.channel(scope)), Some(scope));
+        for scope in [
+            Scope::Room("a:b room"),
+            Scope::Room("100%*?[x]{y}\\"),
+            Scope::Room("é"),
+            Scope::Everyone,
+            Scope::User("42"),
+        ] {
+            let channel = inner.channel(scope);
+            assert_eq!(
+                inner.scope(&channel).as_ref().map(ChannelScope::as_scope),
+                Some(scope)
+            );
         }
         assert_eq!(inner.scope(b"other:r:x"), None);
+        // Only escaped names decode.
+        assert_eq!(inner.scope(b"app:r:a:b"), None);
+        assert_eq!(inner.scope(b"app:r:%41"), None);
+        assert_eq!(inner.scope(b"app:r:%3"), None);
+        // A prefix that looks like another app's prefix plus a field cannot reach it: `verb:r`
+        // escapes to `verb%3Ar`, outside `verb:*`.
+        let nested = RedisBackplane::with_prefix("redis://127.0.0.1:1", "app:r").unwrap();
+        let channel = nested.inner.channel(Scope::Everyone);
+        assert_eq!(channel, b"app%3Ar:a");
+        assert_eq!(inner.scope(&channel), None);
+        assert_eq!(inner.members_key("a:1", 2), "app:m:a%3A1:2");
         assert!(matches!(
             RedisBackplane::new("not a url"),
             Err(BackplaneError::InvalidAddress(_))

@@ -485,3 +485,101 @@ async fn verb_redis_url_makes_any_app_a_node() {
     assert!(a.terminate().success());
     assert!(b.terminate().success());
 }
+
+/// How many keys match `pattern` (the first line of a `KEYS` reply is `*N`).
+async fn keys_matching(redis: &Redis, pattern: &str) -> usize {
+    let reply = redis.command(&format!("KEYS {pattern}")).await;
+    reply
+        .strip_prefix('*')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("KEYS answered {reply:?}"))
+}
+
+/// Opens one connection to each of `rooms` rooms named `{name}-{i}`, each read up to its welcome.
+async fn fill_rooms(example: &Example, name: &str, rooms: usize) -> Vec<crate::support::Client> {
+    let mut clients = Vec::with_capacity(rooms);
+    for i in 0..rooms {
+        let (mut client, _) = connect(example, &format!("/ws/{name}-{i}"), None).await;
+        assert_eq!(next_json(&mut client).await["type"], "welcome");
+        clients.push(client);
+    }
+    clients
+}
+
+/// No Redis key outlives its members: 300 rooms joined on one node and left leave no key that names
+/// any of them (at once, well within 20 s), and the keys of 300 rooms on a node killed with SIGKILL
+/// expire within 20 s.
+#[tokio::test]
+async fn no_redis_key_outlives_the_rooms_it_names() {
+    const ROOMS: usize = 300;
+    let redis = Redis::start().await;
+    let url = redis.url();
+    let leaving = Example::start("cluster", &["--redis", &url]);
+    let killed = Example::start("cluster", &["--redis", &url]);
+    let mut left = fill_rooms(&leaving, "left", ROOMS).await;
+    let held = fill_rooms(&killed, "killed", ROOMS).await;
+    // Each room has this node's member hash and the room's node set.
+    for pattern in ["*left-*", "*killed-*"] {
+        wait_for(&format!("the keys of {pattern}"), async || {
+            keys_matching(&redis, pattern).await == 2 * ROOMS
+        })
+        .await;
+    }
+
+    for client in &mut left {
+        client.send(Tm::Close(None)).await.unwrap();
+    }
+    let mut killed = killed;
+    killed.kill();
+    let started = std::time::Instant::now();
+    // Left rooms go at the leave, long before any expiry (15 s) could take them; a killed node's
+    // keys go by expiry.
+    for (pattern, deadline) in [
+        ("*left-*", Duration::from_secs(5)),
+        ("*killed-*", Duration::from_secs(20)),
+    ] {
+        while keys_matching(&redis, pattern).await > 0 {
+            assert!(
+                started.elapsed() < deadline,
+                "{} keys {pattern} remain after {deadline:?}",
+                keys_matching(&redis, pattern).await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drop((left, held));
+    assert!(leaving.terminate().success());
+}
+
+/// The queue of publishes waiting for Redis is bounded in bytes: with the link to Redis frozen, a
+/// burst of 100 publishes of 64 KiB against a 256 KiB bound keeps at most a handful, and the rest
+/// are dropped and counted (`lost`, `verb_backplane_lost_total`), not held in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publish_queue_is_bounded_in_bytes() {
+    let redis = Redis::start().await;
+    let proxy = FreezingProxy::start(format!("127.0.0.1:{}", redis.port)).await;
+    let (server, backplane, rooms) = node_with(
+        RedisBackplane::new(&proxy.url())
+            .unwrap()
+            .max_queued_bytes(256 * 1024)
+            .keepalive(Duration::from_secs(60)),
+    )
+    .await;
+    let mut client = server.ws("/ws").await;
+    assert_eq!(client.recv_text().await, "ready");
+    // The writer's link is up once the member hash exists.
+    wait_for("the member hash", async || {
+        keys_matching(&redis, "verb:m:r:*").await == 1
+    })
+    .await;
+    proxy.freeze();
+    let big = "x".repeat(64 * 1024);
+    for _ in 0..100 {
+        rooms.to("r").send(big.clone());
+    }
+    let lost = backplane.lost();
+    assert!(
+        (90..=100).contains(&lost),
+        "{lost} of 100 publishes dropped"
+    );
+}

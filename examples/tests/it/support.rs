@@ -80,6 +80,12 @@ impl Example {
         self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Kills the process with SIGKILL (no graceful stop, as a crash) and waits for it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and returns the exit status.
     pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         let status = Command::new("kill")
