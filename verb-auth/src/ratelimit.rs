@@ -1,16 +1,20 @@
 //! Rate limiting with governor (GCRA): per client (or per key) for HTTP requests and WebSocket
 //! upgrades, per connection for WebSocket messages.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
+use governor::nanos::Nanos;
+use governor::state::StateStore;
+use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 use verb_core::{
@@ -19,13 +23,107 @@ use verb_core::{
 };
 use verb_ws::{Attachment, CloseCode, Message, Verdict, WebSocket};
 
-type KeyedLimiter =
-    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type KeyedLimiter = RateLimiter<String, BoundedStore, DefaultClock, StateInformationMiddleware>;
 type KeyFn = dyn Fn(&Request) -> Option<String> + Send + Sync;
 
-/// Checks between two sweeps of keys whose bucket is full again (so the store stays bounded by the
-/// clients active within one refill period).
-const SWEEP_EVERY: u64 = 1024;
+/// Keys a [`RateLimit`] tracks at most, by default.
+const DEFAULT_MAX_KEYS: usize = 100_000;
+const STORE_SHARDS: usize = 16;
+
+/// The keyed limiter's state: each key's GCRA "theoretical arrival time", in shards, with at most
+/// `max_keys` keys. A new key in a full shard first evicts the shard's eighth with the oldest
+/// arrival times (those least recently limited, a key with a time in the past being no different
+/// from an absent one), so each eviction costs a sort of one shard, paid once per many inserts.
+struct BoundedStore {
+    shards: [Mutex<HashMap<String, u64>>; STORE_SHARDS],
+    hasher: RandomState,
+    per_shard: usize,
+    evictions: Arc<AtomicU64>,
+}
+
+impl BoundedStore {
+    fn new(max_keys: usize, evictions: Arc<AtomicU64>) -> Self {
+        Self {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            hasher: RandomState::new(),
+            per_shard: max_keys.div_ceil(STORE_SHARDS).max(1),
+            evictions,
+        }
+    }
+
+    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        let index = (self.hasher.hash_one(key) as usize) % STORE_SHARDS;
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes room for one key in a full shard.
+    fn evict(&self, shard: &mut HashMap<String, u64>) {
+        let mut times: Vec<u64> = shard.values().copied().collect();
+        let drop = (times.len() / 8).max(1);
+        let (_, &mut threshold, _) = times.select_nth_unstable(drop - 1);
+        let before = shard.len();
+        let mut left = drop;
+        shard.retain(|_, tat| {
+            if left > 0 && *tat <= threshold {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        let evicted = (before - shard.len()) as u64;
+        self.evictions.fetch_add(evicted, Ordering::Relaxed);
+        metrics::counter!("verb_rate_limit_evictions_total").increment(evicted);
+    }
+}
+
+impl StateStore for BoundedStore {
+    type Key = String;
+
+    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut shard = self.shard(key);
+        if let Some(tat) = shard.get_mut(key) {
+            let (result, next) = f(Some(Nanos::from(*tat)))?;
+            *tat = next.into();
+            return Ok(result);
+        }
+        let (result, next) = f(None)?;
+        if shard.len() >= self.per_shard {
+            self.evict(&mut shard);
+        }
+        shard.insert(key.clone(), next.into());
+        Ok(result)
+    }
+}
+
+impl ShrinkableKeyedStateStore<String> for BoundedStore {
+    fn retain_recent(&self, drop_below: Nanos) {
+        let drop_below = u64::from(drop_below);
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            shard.retain(|_, tat| *tat >= drop_below);
+            if shard.capacity() > 64 && shard.len() < shard.capacity() / 4 {
+                shard.shrink_to_fit();
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// A rate: `count` events per `period`, with a burst (default: `count`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +178,9 @@ fn ceil_secs(duration: Duration) -> u64 {
 /// Rate limiting middleware for HTTP routes and WebSocket upgrades: GCRA with a burst, keyed by client
 /// IP (or by a key of your choice, such as a user id from claims). Over the limit: `429` with a JSON
 /// body, `Retry-After`, and `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset`; allowed
-/// responses carry the `RateLimit-*` headers too. Keys whose bucket has refilled are swept, so the
-/// store holds only recently active clients.
+/// responses carry the `RateLimit-*` headers too. The store holds at most
+/// [`max_keys`](Self::max_keys) clients (100,000; beyond that the least recently limited are
+/// evicted and counted), and a timer sweeps keys whose bucket has refilled, off the request path.
 ///
 /// `X-Forwarded-For` is ignored unless the direct peer is one of the [trusted
 /// proxies](Self::trust_proxies).
@@ -105,7 +204,11 @@ struct Inner {
     trusted_proxies: Vec<IpAddr>,
     /// IPv6 clients are keyed by their network of this many leading bits.
     ipv6_prefix: u8,
-    checks: AtomicU64,
+    max_keys: usize,
+    /// Keys the store evicted.
+    evictions: Arc<AtomicU64>,
+    /// The sweeper task, started by the first check (inside the runtime).
+    sweeper: OnceLock<()>,
 }
 
 /// The prefix that keys an IPv6 client: one end site usually holds a whole /64, so keying by full
@@ -114,14 +217,17 @@ const DEFAULT_IPV6_PREFIX: u8 = 64;
 
 impl RateLimit {
     fn with_rate(rate: Rate) -> Self {
+        let evictions = Arc::new(AtomicU64::new(0));
         Self {
             inner: Arc::new(Inner {
                 rate,
-                limiter: RateLimiter::keyed(rate.quota()).with_middleware(),
+                limiter: limiter(rate, DEFAULT_MAX_KEYS, &evictions),
                 key: None,
                 trusted_proxies: Vec::new(),
                 ipv6_prefix: DEFAULT_IPV6_PREFIX,
-                checks: AtomicU64::new(0),
+                max_keys: DEFAULT_MAX_KEYS,
+                evictions,
+                sweeper: OnceLock::new(),
             }),
         }
     }
@@ -132,16 +238,39 @@ impl RateLimit {
         let mut key = self.inner.key.clone();
         let mut trusted_proxies = self.inner.trusted_proxies.clone();
         f(&mut rate, &mut key, &mut trusted_proxies);
+        let evictions = Arc::new(AtomicU64::new(0));
         Self {
             inner: Arc::new(Inner {
                 rate,
-                limiter: RateLimiter::keyed(rate.quota()).with_middleware(),
+                limiter: limiter(rate, self.inner.max_keys, &evictions),
                 key,
                 trusted_proxies,
                 ipv6_prefix: self.inner.ipv6_prefix,
-                checks: AtomicU64::new(0),
+                max_keys: self.inner.max_keys,
+                evictions,
+                sweeper: OnceLock::new(),
             }),
         }
+    }
+
+    /// How many keys (clients) the store holds at most: a new key beyond that evicts the least
+    /// recently limited ones (counted by [`evictions`](Self::evictions) and
+    /// `verb_rate_limit_evictions_total`); an evicted client starts again with a full burst.
+    ///
+    /// Default is 100,000.
+    pub fn max_keys(self, keys: usize) -> Self {
+        let keys = keys.max(1);
+        let mut this = self.rebuild(|_, _, _| {});
+        if let Some(inner) = Arc::get_mut(&mut this.inner) {
+            inner.max_keys = keys;
+            inner.limiter = limiter(inner.rate, keys, &inner.evictions);
+        }
+        this
+    }
+
+    /// Keys evicted so far because the store was full.
+    pub fn evictions(&self) -> u64 {
+        self.inner.evictions.load(Ordering::Relaxed)
     }
 
     /// `count` requests per second per client.
@@ -227,12 +356,20 @@ impl RateLimit {
         self.inner.limiter.len()
     }
 
-    fn sweep_now_and_then(&self) {
-        let checks = self.inner.checks.fetch_add(1, Ordering::Relaxed) + 1;
-        if checks % SWEEP_EVERY == 0 {
-            self.inner.limiter.retain_recent();
-            self.inner.limiter.shrink_to_fit();
-        }
+    /// Starts the task that sweeps keys whose bucket is full again (no different from absent ones),
+    /// once per refill period (between 1 s and 60 s), off the request path. It ends with the limiter.
+    fn start_sweeper(&self) {
+        self.inner.sweeper.get_or_init(|| {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let every = self
+                .inner
+                .rate
+                .period
+                .clamp(Duration::from_secs(1), Duration::from_secs(60));
+            runtime.spawn(sweep(Arc::downgrade(&self.inner), every));
+        });
     }
 
     fn headers(&self, response: &mut Response, remaining: u32, reset: Duration) {
@@ -248,7 +385,7 @@ impl RateLimit {
 
 impl Middleware for RateLimit {
     fn call(&self, req: Request, next: Next) -> BoxFuture<Response> {
-        self.sweep_now_and_then();
+        self.start_sweeper();
         let key = self.key(&req);
         let interval = self.inner.rate.interval();
         match self.inner.limiter.check_key(&key) {
@@ -283,6 +420,31 @@ impl Middleware for RateLimit {
     }
 }
 
+/// The limiter over a bounded store.
+fn limiter(rate: Rate, max_keys: usize, evictions: &Arc<AtomicU64>) -> KeyedLimiter {
+    let store = BoundedStore::new(max_keys, Arc::clone(evictions));
+    RateLimiter::<String, _, _, governor::middleware::NoOpMiddleware<_>>::new(
+        rate.quota(),
+        store,
+        DefaultClock::default(),
+    )
+    .with_middleware()
+}
+
+/// Sweeps `inner`'s store every `every` while the limiter exists.
+async fn sweep(inner: Weak<Inner>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        inner.limiter.retain_recent();
+    }
+}
+
 impl fmt::Debug for RateLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimit")
@@ -290,6 +452,7 @@ impl fmt::Debug for RateLimit {
             .field("keyed_by_fn", &self.inner.key.is_some())
             .field("trusted_proxies", &self.inner.trusted_proxies)
             .field("tracked_keys", &self.tracked_keys())
+            .field("max_keys", &self.inner.max_keys)
             .finish()
     }
 }
