@@ -1,6 +1,7 @@
 //! The byte stream under a connection: plain TCP, or TLS over TCP.
 
 use std::fmt;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -26,6 +27,10 @@ pub struct Connection {
     more_plaintext: bool,
     /// TLS: encrypted records wait to be written.
     flush_pending: bool,
+    /// How long a write through the async traits may stay pending (0: forever).
+    write_timeout_ms: u32,
+    /// Armed while such a write is pending.
+    write_stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 enum Inner {
@@ -43,6 +48,8 @@ impl Connection {
             inner: Inner::Plain(stream),
             more_plaintext: false,
             flush_pending: false,
+            write_timeout_ms: 0,
+            write_stall: None,
         }
     }
 
@@ -51,7 +58,40 @@ impl Connection {
             inner: Inner::Tls(Box::new(stream)),
             more_plaintext: false,
             flush_pending: false,
+            write_timeout_ms: 0,
+            write_stall: None,
         }
+    }
+
+    /// A write through [`AsyncWrite`] that stays pending this long fails with
+    /// [`io::ErrorKind::TimedOut`] (HTTP's `write_timeout`); the readiness-based calls are not
+    /// affected. Whole milliseconds, at most about 49 days; zero turns it off.
+    pub(crate) fn set_write_timeout(&mut self, timeout: std::time::Duration) {
+        self.write_timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    }
+
+    /// Passes `result` on, failing a write that has been pending for longer than the write timeout.
+    fn stall_guard<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if result.is_ready() || self.write_timeout_ms == 0 {
+            self.write_stall = None;
+            return result;
+        }
+        let timeout = std::time::Duration::from_millis(u64::from(self.write_timeout_ms));
+        let stall = self
+            .write_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if stall.as_mut().poll(cx).is_ready() {
+            self.write_stall = None;
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer took no data within the write timeout",
+            )));
+        }
+        Poll::Pending
     }
 
     /// Whether the connection is encrypted.
@@ -227,10 +267,12 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        let result = match &mut this.inner {
             Inner::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
             Inner::Tls(tls) => Pin::new(&mut **tls).poll_write(cx, buf),
-        }
+        };
+        this.stall_guard(cx, result)
     }
 
     fn poll_write_vectored(
@@ -238,10 +280,12 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        let result = match &mut this.inner {
             Inner::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
             Inner::Tls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
-        }
+        };
+        this.stall_guard(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -260,7 +304,7 @@ impl AsyncWrite for Connection {
         if let Poll::Ready(Ok(())) = result {
             this.flush_pending = false;
         }
-        result
+        this.stall_guard(cx, result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

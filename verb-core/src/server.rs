@@ -53,6 +53,8 @@ pub struct ServerConfig {
     max_headers: usize,
     header_read_timeout: Duration,
     body_read_timeout: Duration,
+    write_timeout: Duration,
+    max_connections: Option<usize>,
     shutdown_timeout: Duration,
 }
 
@@ -64,6 +66,8 @@ impl Default for ServerConfig {
             max_headers: HYPER_MAX_HEADERS,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            max_connections: None,
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -120,6 +124,37 @@ impl ServerConfig {
     pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
         self.body_read_timeout = timeout;
         self
+    }
+
+    /// How long a response write may make no progress (a client that stopped reading, with its
+    /// socket buffers full) before the connection is dropped. Each write that moves bytes restarts
+    /// the clock, so a slow but reading client is served to the end. `Duration::ZERO` turns it off.
+    ///
+    /// Default is 30 seconds.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Most HTTP connections served at once (counted from accept, TLS handshakes included;
+    /// WebSockets leave the count once upgraded and have their own limit on the endpoint). A
+    /// connection over it is answered `503 Service Unavailable` with the JSON error body and
+    /// `Retry-After: 1`, then closed, and counted in `verb_http_connections_refused_total`.
+    ///
+    /// Default is none (no limit).
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = Some(connections);
+        self
+    }
+
+    /// The write timeout.
+    pub fn get_write_timeout(&self) -> Duration {
+        self.write_timeout
+    }
+
+    /// The HTTP connection limit, if any.
+    pub fn get_max_connections(&self) -> Option<usize> {
+        self.max_connections
     }
 
     /// How long a graceful stop waits for in-flight requests before dropping the connections left.
@@ -316,6 +351,8 @@ impl Server {
             http1: self.config.http1(),
             body_limit: self.config.body_limit,
             body_read_timeout: self.config.body_read_timeout,
+            write_timeout: self.config.write_timeout,
+            max_connections: self.config.max_connections,
             handler: self.handler,
             tls: self.tls,
         });
@@ -549,8 +586,57 @@ struct Shared {
     http1: http1::Builder,
     body_limit: usize,
     body_read_timeout: Duration,
+    write_timeout: Duration,
+    max_connections: Option<usize>,
     handler: BoxHandler,
     tls: Option<TlsConfig>,
+}
+
+/// One open HTTP connection in the server's count (from accept to the end of HTTP on it).
+struct Open {
+    inner: Arc<HandleInner>,
+    gauge: metrics::Gauge,
+}
+
+impl Open {
+    fn new(inner: &Arc<HandleInner>) -> Self {
+        let gauge = metrics::gauge!("verb_http_connections_open");
+        gauge.increment(1.0);
+        inner.open.fetch_add(1, Ordering::Relaxed);
+        Self {
+            inner: Arc::clone(inner),
+            gauge,
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.inner.open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.decrement(1.0);
+    }
+}
+
+/// The body a connection over `max_connections` gets before it is closed.
+const OVER_CAPACITY: &str =
+    r#"{"error":"Service Unavailable","message":"too many connections; retry later"}"#;
+
+/// Answers a connection over the limit and closes it, giving up after a second.
+async fn refuse(mut stream: TcpStream, remote: SocketAddr) {
+    use tokio::io::AsyncWriteExt;
+    metrics::counter!("verb_http_connections_refused_total").increment(1);
+    tracing::warn!(%remote, "connection limit reached; answered 503");
+    let answer = async {
+        let head = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+            OVER_CAPACITY.len()
+        );
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(OVER_CAPACITY.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inner: Arc<HandleInner>) {
@@ -565,24 +651,27 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inner: Arc<Hand
                 if let Err(err) = stream.set_nodelay(true) {
                     tracing::debug!(%remote, error = %err, "cannot set TCP_NODELAY");
                 }
+                if shared
+                    .max_connections
+                    .is_some_and(|max| inner.open.load(Ordering::Relaxed) >= max)
+                {
+                    inner.tracker.spawn(refuse(stream, remote));
+                    continue;
+                }
+                let open = Open::new(&inner);
                 match &shared.tls {
                     None => {
                         let conn = serve_connection(
                             Connection::plain(stream),
                             remote,
                             Arc::clone(&shared),
-                            Arc::clone(&inner),
+                            open,
                         );
                         inner.tracker.spawn(conn);
                     }
                     Some(tls) => {
-                        let handshake = tls_handshake(
-                            stream,
-                            remote,
-                            tls.clone(),
-                            Arc::clone(&shared),
-                            Arc::clone(&inner),
-                        );
+                        let handshake =
+                            tls_handshake(stream, remote, tls.clone(), Arc::clone(&shared), open);
                         inner.tracker.spawn(handshake);
                     }
                 }
@@ -606,8 +695,9 @@ async fn tls_handshake(
     remote: SocketAddr,
     tls: TlsConfig,
     shared: Arc<Shared>,
-    inner: Arc<HandleInner>,
+    open: Open,
 ) {
+    let inner = Arc::clone(&open.inner);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.rustls);
     let handshake = tokio::select! {
         () = inner.shutdown.cancelled() => return,
@@ -615,7 +705,7 @@ async fn tls_handshake(
     };
     match handshake {
         Ok(Ok(stream)) => {
-            serve_connection(Connection::tls(stream), remote, shared, inner).await;
+            serve_connection(Connection::tls(stream), remote, shared, open).await;
         }
         Ok(Err(err)) => {
             tracing::debug!(%remote, error = %err, "TLS handshake failed; connection dropped");
@@ -631,22 +721,13 @@ async fn tls_handshake(
 }
 
 async fn serve_connection(
-    stream: Connection,
+    mut stream: Connection,
     remote: SocketAddr,
     shared: Arc<Shared>,
-    inner: Arc<HandleInner>,
+    open: Open,
 ) {
-    struct Open<'a>(&'a AtomicUsize, metrics::Gauge);
-    impl Drop for Open<'_> {
-        fn drop(&mut self) {
-            self.0.fetch_sub(1, Ordering::Relaxed);
-            self.1.decrement(1.0);
-        }
-    }
-    let gauge = metrics::gauge!("verb_http_connections_open");
-    gauge.increment(1.0);
-    inner.open.fetch_add(1, Ordering::Relaxed);
-    let _open = Open(&inner.open, gauge);
+    let inner = Arc::clone(&open.inner);
+    stream.set_write_timeout(shared.write_timeout);
 
     let service_shared = Arc::clone(&shared);
     let service = service_fn(move |req| {
@@ -677,7 +758,13 @@ async fn serve_connection(
 }
 
 fn log_connection_error(err: &hyper::Error, remote: SocketAddr) {
-    if err.is_timeout() {
+    let write_stalled = std::error::Error::source(err)
+        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+    if write_stalled {
+        metrics::counter!("verb_http_write_timeouts_total").increment(1);
+        tracing::warn!(%remote, "response write made no progress within write_timeout; connection dropped");
+    } else if err.is_timeout() {
         tracing::warn!(%remote, "request head not received in time; connection dropped");
     } else if err.is_parse_too_large() {
         tracing::warn!(%remote, "request head too large; answered 431");

@@ -265,3 +265,81 @@ async fn half_closed_clients_get_their_answer() {
         assert!(answer.starts_with("HTTP/1.1 101"), "{answer:?}");
     }
 }
+
+/// A client that asks for a large response and stops reading holds the server's write for at most
+/// `write_timeout`: the connection is then dropped, and others are served meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    use tokio::io::AsyncReadExt;
+    const BIG: usize = 64 * 1024 * 1024;
+    let mut app = app(ServerConfig::new().write_timeout(Duration::from_secs(5)));
+    let body = bytes::Bytes::from(vec![b'x'; BIG]);
+    app.get("/big", move |_req| {
+        let body = body.clone();
+        async move { body }
+    });
+    let server = TestServer::start(app).await;
+    let mut stalled = TcpStream::connect(server.addr()).await.unwrap();
+    stalled
+        .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Not reading for a minute (of test time): the server's socket buffer fills and its write stalls.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(server.get("/").await.text(), "ok", "others are served");
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match stalled.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received += n,
+        }
+    }
+    assert!(
+        received < BIG,
+        "the whole response arrived ({received} bytes): the stalled write was never dropped"
+    );
+}
+
+/// Over `max_connections`, a new connection gets a JSON 503 with `Retry-After` and is closed; once a
+/// connection ends, new ones are served again.
+#[tokio::test]
+async fn connections_over_the_limit_get_a_503() {
+    let server = TestServer::start(app(ServerConfig::new().max_connections(2))).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = TcpStream::connect(server.addr()).await.unwrap();
+        // A request head in progress keeps the connection open.
+        conn.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        held.push(conn);
+    }
+    let refused = exchange(server.addr(), b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert_eq!(status_of(&refused), 503, "{refused}");
+    let lower = refused.to_ascii_lowercase();
+    assert!(lower.contains("retry-after: 1\r\n"), "{refused}");
+    assert!(
+        lower.contains("content-type: application/json\r\n"),
+        "{refused}"
+    );
+    let body = refused.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["error"], "Service Unavailable");
+
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = exchange(
+            server.addr(),
+            b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        if status_of(&answer) == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never served again: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
