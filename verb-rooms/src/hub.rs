@@ -960,11 +960,21 @@ impl Rooms {
                 }
             }
             Scope::Everyone => {
+                // Receivers that compress with their own compressor get the frame after the shard
+                // lock is released, so joins and leaves on the shard never wait for deflate.
+                let mut alone = Vec::new();
                 for shard in &self.inner.conns {
                     // Connections held back (in-band authentication pending) are not "everyone".
                     for (id, conn) in lock(shard).iter().filter(|(_, c)| c.ws.is_admitted()) {
-                        fanout.send(*id, &conn.ws);
+                        if conn.ws.compresses_alone(frame) {
+                            alone.push(conn.ws.clone());
+                        } else {
+                            fanout.send(*id, &conn.ws);
+                        }
                     }
+                }
+                for ws in &alone {
+                    fanout.send(ws.id(), ws);
                 }
             }
             Scope::User(user) => {

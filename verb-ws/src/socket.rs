@@ -644,6 +644,15 @@ impl WebSocket {
         }
     }
 
+    /// Whether sending `message` here compresses it with this connection's own compressor
+    /// (permessage-deflate with server context takeover), work done for this receiver alone; other
+    /// receivers share one frame. Fan-outs send to such receivers after releasing their locks.
+    pub fn compresses_alone(&self, message: &PreparedMessage) -> bool {
+        self.shared.deflate.is_some_and(|deflate| {
+            deflate.server_takeover && compresses(&deflate, message.payload.len())
+        })
+    }
+
     /// Sends a frame prepared once for many receivers.
     pub fn send_prepared(&self, message: &PreparedMessage) -> SendStatus {
         let len = message.payload.len();
