@@ -294,14 +294,18 @@ where
     fn call(&self, mut req: Request, next: Next) -> BoxFuture<Response> {
         match self.session(&req) {
             Ok(session) => {
+                // What a WebSocket opened by this request starts with (verb-ws reads the expiry); a
+                // plain HTTP request needs neither, and pays for neither.
+                let opens_websocket = req.headers().contains_key(header::UPGRADE)
+                    || req.method() == verb_core::Method::CONNECT;
                 let extensions = req.extensions_mut();
                 extensions.insert(Authenticated(session.claims));
-                if self.expire_connections {
-                    // A WebSocket this request opens starts with it (verb-ws reads it); a plain
-                    // HTTP request ignores it.
-                    extensions.insert(Expiry::new(session.until, TOKEN_EXPIRED));
+                if opens_websocket {
+                    if self.expire_connections {
+                        extensions.insert(Expiry::new(session.until, TOKEN_EXPIRED));
+                    }
+                    extensions.insert(session.subject);
                 }
-                extensions.insert(session.subject);
                 Box::pin(next.run(req))
             }
             Err(err) => {

@@ -742,14 +742,12 @@ impl Rooms {
     /// assert!(names.is_empty());
     /// ```
     pub fn presence<T: Clone + Send + Sync + 'static>(&self, room: &str) -> Vec<T> {
-        self.with_room(room, |members| {
-            members
-                .list
-                .values()
-                .filter_map(|ws| ws.data::<T>())
-                .collect()
-        })
-        .unwrap_or_default()
+        // The members first, then their data with no hub lock held: a `with_data` closure elsewhere
+        // that joins a room (taking the room's lock while holding its value) cannot deadlock with us.
+        self.members(room)
+            .iter()
+            .filter_map(|ws| ws.data::<T>())
+            .collect()
     }
 
     /// Sets what presence shows of `ws` across nodes (any serializable value, e.g. `{"username":..}`):
