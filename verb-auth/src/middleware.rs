@@ -3,14 +3,13 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
-use std::time::{Duration, SystemTime};
 use verb_core::{
     BoxFuture, HeaderValue, HttpError, IntoResponse, Middleware, Next, Request, Response,
     StatusCode, header,
 };
-
 use verb_ws::{Expiry, WebSocket};
 
 use crate::jwt::{Claims, HasRoles, Jwt, JwtError, Session, Subject};
