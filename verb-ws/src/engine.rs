@@ -34,9 +34,9 @@ use crate::error::WsError;
 use crate::handler::{ConnectionSlot, WebSocketHandler};
 use crate::message::{CloseCode, Message, Utf8Bytes};
 use crate::socket::{
-    CloseTimer, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, ReadyState,
-    SIGNAL_FORCED, SIGNAL_STOP, SIGNAL_WOKEN, STATE_CLOSED, STATE_CLOSING, WebSocket, close_frame,
-    control_frame,
+    CloseTimer, Expiry, LIMIT_MASK, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG,
+    OP_TEXT, ReadyState, SIGNAL_FORCED, SIGNAL_STOP, SIGNAL_WOKEN, STATE_CLOSED, STATE_CLOSING,
+    WebSocket, close_frame, control_frame,
 };
 
 /// Smallest free space a read is offered.
@@ -100,6 +100,15 @@ struct Partial {
     wire: usize,
 }
 
+/// The engine's close timers.
+#[derive(Default)]
+struct Timers {
+    /// The application's `close_after` timer.
+    close: Option<CloseTimer>,
+    /// The credentials' expiry.
+    expiry: Option<CloseTimer>,
+}
+
 struct Engine {
     stream: Connection,
     ws: WebSocket,
@@ -124,10 +133,9 @@ struct Engine {
     write_shut: bool,
     /// Past the closing deadline: drop the connection, written out or not.
     abandoned: bool,
-    /// The application's `close_after` timer.
-    close_timer: Option<Box<CloseTimer>>,
-    /// The credentials' expiry ([`crate::Expiry`]), as a timer.
-    expiry: Option<Box<CloseTimer>>,
+    /// The application's `close_after` timer and the credentials' expiry ([`crate::Expiry`]);
+    /// boxed, and only while there is one.
+    timers: Option<Box<Timers>>,
     /// permessage-deflate's inbound side, when negotiated.
     inflater: Option<Box<Inflater>>,
     /// With server context takeover: when the connection's compressor is given back, unless more is
@@ -210,8 +218,7 @@ async fn connect(mut start: Box<Start>) -> Option<Engine> {
         silent: over_capacity.is_some(),
         write_shut: false,
         abandoned: false,
-        close_timer: None,
-        expiry: None,
+        timers: None,
         inflater: None,
         compressor_expiry: None,
         _stop: stop,
@@ -288,9 +295,7 @@ fn drive(mut engine: Engine) -> impl Future<Output = ()> {
                 read: !engine.read_paused(),
                 write: !engine.writing.is_empty() || engine.stream.wants_flush(),
                 deadline: engine.next_deadline(),
-                timer_first: engine.phase != Phase::Open
-                    || engine.close_timer.is_some()
-                    || engine.expiry.is_some(),
+                timer_first: engine.phase != Phase::Open || engine.timers.is_some(),
             };
             let event =
                 std::future::poll_fn(|cx| engine.poll_event(cx, wait, sleep.as_mut())).await;
@@ -451,11 +456,24 @@ impl Engine {
         let (terminate, close, compressed) = {
             let mut outbox = self.ws.shared.lock();
             outbox.take_frames(&mut self.writing);
-            if let Some(change) = outbox.close_timer.take() {
-                self.close_timer = change;
+            if let Some(requests) = outbox.timers.as_mut() {
+                if let Some(change) = requests.close.take() {
+                    self.timers.get_or_insert_with(Box::default).close = change;
+                }
+                if std::mem::take(&mut requests.expiry_changed) {
+                    self.timers.get_or_insert_with(Box::default).expiry =
+                        requests.expiry.as_ref().map(Expiry::timer);
+                }
+                if requests.expiry.is_none() {
+                    outbox.timers = None;
+                }
             }
-            if std::mem::take(&mut outbox.expiry_changed) {
-                self.expiry = outbox.expiry.as_ref().map(|e| Box::new(e.timer()));
+            if self
+                .timers
+                .as_ref()
+                .is_some_and(|t| t.close.is_none() && t.expiry.is_none())
+            {
+                self.timers = None;
             }
             let compressed = std::mem::take(&mut outbox.compressed);
             (outbox.terminate, outbox.close.take(), compressed)
@@ -760,7 +778,7 @@ impl Engine {
 
     /// The largest message accepted now: the endpoint's limit, or the connection's own lower one.
     fn max_message(&self) -> usize {
-        let own = self.ws.shared.max_message.load(Ordering::Acquire);
+        let own = (self.ws.shared.gate.load(Ordering::Acquire) & LIMIT_MASK) as usize;
         match own {
             0 => self.config.max_payload_length,
             own => own.min(self.config.max_payload_length),
@@ -914,8 +932,9 @@ impl Engine {
                         self.last_read + idle / 2
                     }
                 });
-                let timer = self.close_timer.as_ref().map(|timer| timer.at);
-                let expiry = self.expiry.as_ref().map(|timer| timer.at);
+                let timers = self.timers.as_deref();
+                let timer = timers.and_then(|t| t.close.as_ref()).map(|timer| timer.at);
+                let expiry = timers.and_then(|t| t.expiry.as_ref()).map(|timer| timer.at);
                 [idle, timer, expiry, self.compressor_expiry]
                     .into_iter()
                     .flatten()
@@ -943,17 +962,19 @@ impl Engine {
                     self.compressor_expiry = None;
                     self.ws.shared.lock().compressor = None;
                 }
-                let due = |timer: &Option<Box<CloseTimer>>| {
+                let due = |timer: &Option<CloseTimer>| {
                     timer.as_ref().is_some_and(|timer| now >= timer.at)
                 };
-                let fired = if due(&self.expiry) {
-                    tracing::debug!(id = self.ws.id(), "credentials expired; closing");
-                    self.expiry.take()
-                } else if due(&self.close_timer) {
-                    self.close_timer.take()
-                } else {
-                    None
-                };
+                let fired = self.timers.as_mut().and_then(|timers| {
+                    if due(&timers.expiry) {
+                        tracing::debug!(id = self.ws.id(), "credentials expired; closing");
+                        timers.expiry.take()
+                    } else if due(&timers.close) {
+                        timers.close.take()
+                    } else {
+                        None
+                    }
+                });
                 if let Some(timer) = fired {
                     if let Some(last) = timer.last {
                         self.push(last);

@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
@@ -251,10 +251,10 @@ pub(crate) struct Shared {
     pub(crate) signals: AtomicU8,
     /// Set while the engine runs callbacks: it flushes afterwards, so sends need not wake it.
     pub(crate) corked: AtomicBool,
-    /// Takes part in broadcasts to everyone ([`WebSocket::set_admitted`]).
-    admitted: AtomicBool,
-    /// This connection's own message size limit, below the endpoint's (0: the endpoint's).
-    pub(crate) max_message: AtomicUsize,
+    /// [`HELD_BACK`] (not admitted to broadcasts to everyone, [`WebSocket::set_admitted`]) and this
+    /// connection's own message size limit below the endpoint's ([`LIMIT_MASK`]; 0: the endpoint's).
+    /// One word with the other small fields, so idle connections pay nothing for either.
+    pub(crate) gate: AtomicU32,
     pub(crate) backpressure_limit: usize,
     pub(crate) close_on_limit: bool,
     pub(crate) attachments: Attachments,
@@ -283,12 +283,8 @@ pub(crate) struct Outbox {
     pub(crate) wants_drain: bool,
     /// The peer is to be dropped without a close handshake.
     pub(crate) terminate: bool,
-    /// A change to the close timer: `Some(None)` cancels it.
-    pub(crate) close_timer: Option<Option<Box<CloseTimer>>>,
-    /// When the connection's credentials expire ([`WebSocket::set_expiry`]).
-    pub(crate) expiry: Option<Expiry>,
-    /// `expiry` changed since the engine last looked.
-    pub(crate) expiry_changed: bool,
+    /// Timer requests for the engine (boxed: most connections never make one).
+    pub(crate) timers: Option<Box<TimerRequests>>,
     /// The connection's own compressor (server context takeover), while it has one.
     pub(crate) compressor: Option<Box<Compressor>>,
     /// The compressor was used since the engine last looked (it frees an unused one).
@@ -414,6 +410,22 @@ impl Expiry {
     }
 }
 
+/// [`Shared::gate`]: the connection is held back from broadcasts to everyone.
+pub(crate) const HELD_BACK: u32 = 1 << 31;
+/// [`Shared::gate`]: the connection's own message size limit.
+pub(crate) const LIMIT_MASK: u32 = HELD_BACK - 1;
+
+/// What the handle asked of the engine's timers.
+#[derive(Default)]
+pub(crate) struct TimerRequests {
+    /// A change to the close timer: `Some(None)` cancels it.
+    pub(crate) close: Option<Option<CloseTimer>>,
+    /// The connection's [`Expiry`] ([`WebSocket::set_expiry`]), kept for [`WebSocket::expiry`].
+    pub(crate) expiry: Option<Expiry>,
+    /// `expiry` changed since the engine last looked.
+    pub(crate) expiry_changed: bool,
+}
+
 /// A close the engine performs at a deadline unless cancelled ([`WebSocket::close_after`]).
 pub(crate) struct CloseTimer {
     pub(crate) at: tokio::time::Instant,
@@ -536,10 +548,14 @@ impl WebSocket {
         extensions: http::Extensions,
     ) -> Self {
         let Negotiated { protocol, deflate } = negotiated;
-        let expiry = extensions.get::<Expiry>().cloned();
         let outbox = Outbox {
-            expiry_changed: expiry.is_some(),
-            expiry,
+            timers: extensions.get::<Expiry>().map(|expiry| {
+                Box::new(TimerRequests {
+                    close: None,
+                    expiry: Some(expiry.clone()),
+                    expiry_changed: true,
+                })
+            }),
             ..Outbox::default()
         };
         Self {
@@ -553,8 +569,7 @@ impl WebSocket {
                 waker: AtomicWaker::new(),
                 signals: AtomicU8::new(0),
                 corked: AtomicBool::new(false),
-                admitted: AtomicBool::new(true),
-                max_message: AtomicUsize::new(0),
+                gate: AtomicU32::new(0),
                 backpressure_limit,
                 close_on_limit,
                 attachments,
@@ -599,9 +614,19 @@ impl WebSocket {
     /// endpoint's [`max_payload_length`](crate::WsConfig::max_payload_length), which is also the
     /// ceiling). A message over it closes the connection with 1009 while it is read, before it is
     /// buffered whole: in-band authentication keeps unauthenticated connections to a few KiB.
+    /// Limits above 2 GiB are cut to 2 GiB − 1 (still over any sane endpoint limit).
     pub fn set_max_message_size(&self, bytes: Option<usize>) {
-        let bytes = bytes.map_or(0, |bytes| bytes.max(1));
-        self.shared.max_message.store(bytes, Ordering::Release);
+        let bytes = bytes.map_or(0, |bytes| {
+            u32::try_from(bytes)
+                .unwrap_or(LIMIT_MASK)
+                .clamp(1, LIMIT_MASK)
+        });
+        let _ = self
+            .shared
+            .gate
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |gate| {
+                Some((gate & HELD_BACK) | bytes)
+            });
     }
 
     /// Whether the connection takes part in broadcasts to every connection (verb-rooms'
@@ -610,12 +635,16 @@ impl WebSocket {
     /// broadcast meant for the authenticated ones. Sends addressed to it, rooms it joins and topics
     /// it subscribes to still reach it.
     pub fn set_admitted(&self, admitted: bool) {
-        self.shared.admitted.store(admitted, Ordering::Release);
+        if admitted {
+            self.shared.gate.fetch_and(!HELD_BACK, Ordering::AcqRel);
+        } else {
+            self.shared.gate.fetch_or(HELD_BACK, Ordering::AcqRel);
+        }
     }
 
     /// See [`set_admitted`](Self::set_admitted); `true` unless held back.
     pub fn is_admitted(&self) -> bool {
-        self.shared.admitted.load(Ordering::Acquire)
+        self.shared.gate.load(Ordering::Acquire) & HELD_BACK == 0
     }
 
     /// Sends a message (text or binary).
@@ -789,13 +818,22 @@ impl WebSocket {
             code: code.into(),
             reason: reason.into(),
         };
-        self.shared.lock().close_timer = Some(Some(Box::new(timer)));
+        self.shared
+            .lock()
+            .timers
+            .get_or_insert_with(Box::default)
+            .close = Some(Some(timer));
         self.shared.wake();
     }
 
     /// Cancels the timer set by [`close_after`](Self::close_after), if any.
     pub fn cancel_close_after(&self) {
-        self.shared.lock().close_timer = Some(None);
+        // The engine may hold the timer with nothing left here: the request must reach it.
+        self.shared
+            .lock()
+            .timers
+            .get_or_insert_with(Box::default)
+            .close = Some(None);
         self.shared.wake();
     }
 
@@ -805,15 +843,19 @@ impl WebSocket {
     pub fn set_expiry(&self, expiry: Option<Expiry>) {
         {
             let mut outbox = self.shared.lock();
-            outbox.expiry = expiry;
-            outbox.expiry_changed = true;
+            if expiry.is_none() && outbox.timers.is_none() {
+                return;
+            }
+            let timers = outbox.timers.get_or_insert_with(Box::default);
+            timers.expiry = expiry;
+            timers.expiry_changed = true;
         }
         self.shared.wake();
     }
 
     /// The connection's [`Expiry`], if it has one.
     pub fn expiry(&self) -> Option<Expiry> {
-        self.shared.lock().expiry.clone()
+        self.shared.lock().timers.as_ref()?.expiry.clone()
     }
 
     /// Drops the connection at once, without a closing handshake.
