@@ -139,7 +139,8 @@ impl ServerConfig {
     /// Most HTTP connections served at once (counted from accept, TLS handshakes included;
     /// WebSockets leave the count once upgraded and have their own limit on the endpoint). A
     /// connection over it is answered `503 Service Unavailable` with the JSON error body and
-    /// `Retry-After: 1`, then closed, and counted in `verb_http_connections_refused_total`.
+    /// `Retry-After: 1`, then closed (over TLS it is closed at once, before any handshake), and
+    /// counted in `verb_http_connections_refused_total`.
     ///
     /// Default is none (no limit).
     pub fn max_connections(mut self, connections: usize) -> Self {
@@ -655,7 +656,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inner: Arc<Hand
                     .max_connections
                     .is_some_and(|max| inner.open.load(Ordering::Relaxed) >= max)
                 {
-                    inner.tracker.spawn(refuse(stream, remote));
+                    if shared.tls.is_some() {
+                        // No plaintext answer a TLS client could read: just close.
+                        metrics::counter!("verb_http_connections_refused_total").increment(1);
+                        tracing::warn!(%remote, "connection limit reached; connection closed");
+                    } else {
+                        inner.tracker.spawn(refuse(stream, remote));
+                    }
                     continue;
                 }
                 let open = Open::new(&inner);
