@@ -157,7 +157,7 @@ fn refuse(ws: &WebSocket, what: &'static str, err: &crate::JwtError) -> Verdict 
 
 /// Whether a connection has authenticated (stored in the connection's data).
 fn is_authenticated<C: Clone + Send + Sync + 'static>(ws: &WebSocket) -> bool {
-    ws.with_data(|_: &mut Authenticated<C>| ()).is_some()
+    ws.has_data::<Authenticated<C>>()
 }
 
 /// The fields of an `auth` or `refresh` message, borrowed from the frame (the rest is skipped).

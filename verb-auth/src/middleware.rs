@@ -273,16 +273,35 @@ where
     ///
     /// [`JwtError::Missing`] when no source has a token, else why the token is refused.
     pub fn authenticate(&self, req: &Request) -> Result<C, JwtError> {
-        self.session(req).map(|session| session.claims)
+        self.jwt.verify::<C>(&self.token(req)?)
     }
 
-    fn session(&self, req: &Request) -> Result<Session<C>, JwtError> {
-        let token = self
-            .sources
+    fn token(&self, req: &Request) -> Result<String, JwtError> {
+        self.sources
             .iter()
             .find_map(|source| token_from(req, source))
-            .ok_or(JwtError::Missing)?;
-        self.jwt.verify_session::<C>(&token)
+            .ok_or(JwtError::Missing)
+    }
+
+    /// Authenticates `req` and stores what handlers and connections need in its extensions.
+    fn admit(&self, req: &mut Request) -> Result<(), JwtError> {
+        // A WebSocket opened by this request starts with its token's expiry and subject (verb-ws reads
+        // the expiry); a plain HTTP request needs neither, and pays for neither.
+        let opens_websocket = req.headers().contains_key(header::UPGRADE)
+            || req.method() == verb_core::Method::CONNECT;
+        if !opens_websocket {
+            let claims = self.authenticate(req)?;
+            req.extensions_mut().insert(Authenticated(claims));
+            return Ok(());
+        }
+        let session = self.jwt.verify_session::<C>(&self.token(req)?)?;
+        let extensions = req.extensions_mut();
+        extensions.insert(Authenticated(session.claims));
+        if self.expire_connections {
+            extensions.insert(Expiry::new(session.until, TOKEN_EXPIRED));
+        }
+        extensions.insert(session.subject);
+        Ok(())
     }
 }
 
@@ -291,22 +310,8 @@ where
     C: DeserializeOwned + Clone + Send + Sync + 'static,
 {
     fn call(&self, mut req: Request, next: Next) -> BoxFuture<Response> {
-        match self.session(&req) {
-            Ok(session) => {
-                // What a WebSocket opened by this request starts with (verb-ws reads the expiry); a
-                // plain HTTP request needs neither, and pays for neither.
-                let opens_websocket = req.headers().contains_key(header::UPGRADE)
-                    || req.method() == verb_core::Method::CONNECT;
-                let extensions = req.extensions_mut();
-                extensions.insert(Authenticated(session.claims));
-                if opens_websocket {
-                    if self.expire_connections {
-                        extensions.insert(Expiry::new(session.until, TOKEN_EXPIRED));
-                    }
-                    extensions.insert(session.subject);
-                }
-                Box::pin(next.run(req))
-            }
+        match self.admit(&mut req) {
+            Ok(()) => Box::pin(next.run(req)),
             Err(err) => {
                 tracing::info!(
                     peer = %req.remote_addr(),
