@@ -384,26 +384,32 @@ async fn upgrade_attempts_are_rate_limited_per_client() {
     );
 }
 
-/// The keyed store forgets clients whose bucket has refilled: it does not grow with every client
-/// ever seen.
+/// A server behind `limit`, keyed by the `x-client` header.
+async fn keyed_server(limit: RateLimit) -> (TestServer, RateLimit) {
+    let limit = limit.key_by(|req: &Request| req.header("x-client").map(str::to_owned));
+    let mut app = verb::create_server();
+    app.get("/", |_req| async { "ok" })
+        .middleware(limit.clone());
+    (TestServer::start(app).await, limit)
+}
+
+/// One request from client `client`; its status.
+async fn request_as(server: &TestServer, client: usize) -> StatusCode {
+    server
+        .request(Method::GET, "/")
+        .header("x-client", &client.to_string())
+        .send()
+        .await
+        .status()
+}
+
 /// A keyed store is capped: past `max_keys` distinct clients, the least recently limited are evicted
 /// (and counted), every request is still answered, and the store never holds more than the cap.
 #[tokio::test]
 async fn the_keyed_store_is_capped_and_counts_evictions() {
-    let limit = RateLimit::per_minute(100)
-        .max_keys(160)
-        .key_by(|req: &Request| req.header("x-client").map(str::to_owned));
-    let mut app = verb::create_server();
-    app.get("/", |_req| async { "ok" })
-        .middleware(limit.clone());
-    let server = TestServer::start(app).await;
+    let (server, limit) = keyed_server(RateLimit::per_minute(100).max_keys(160)).await;
     for client in 0..1100 {
-        let response = server
-            .request(Method::GET, "/")
-            .header("x-client", &client.to_string())
-            .send()
-            .await;
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(request_as(&server, client).await, StatusCode::OK);
         assert!(limit.tracked_keys() <= 160, "{} keys", limit.tracked_keys());
     }
     assert!(limit.tracked_keys() >= 100, "{} keys", limit.tracked_keys());
@@ -413,19 +419,9 @@ async fn the_keyed_store_is_capped_and_counts_evictions() {
 /// Keys whose bucket has refilled are swept by a timer, with no request needed to trigger it.
 #[tokio::test(start_paused = true)]
 async fn stale_keys_are_swept_by_a_timer() {
-    let limit = RateLimit::per(10, Duration::from_millis(10))
-        .key_by(|req: &Request| req.header("x-client").map(str::to_owned));
-    let mut app = verb::create_server();
-    app.get("/", |_req| async { "ok" })
-        .middleware(limit.clone());
-    let server = TestServer::start(app).await;
+    let (server, limit) = keyed_server(RateLimit::per(10, Duration::from_millis(10))).await;
     for client in 0..300 {
-        let response = server
-            .request(Method::GET, "/")
-            .header("x-client", &client.to_string())
-            .send()
-            .await;
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(request_as(&server, client).await, StatusCode::OK);
     }
     assert_eq!(limit.tracked_keys(), 300);
     // The buckets refill within 10 ms of real time; the sweeper runs every second of test time.
