@@ -595,11 +595,13 @@ impl Rooms {
     /// hook may use the hub (even join or leave; that change is delivered after it, by this loop).
     /// Called after the shard lock is released; if another thread is delivering, it takes ours too.
     fn flush_notices(&self) {
-        /// Lets the next caller deliver, even if a hook panicked.
+        /// Lets the next caller deliver if a hook panicked (a normal end clears the flag itself).
         struct Draining<'a>(&'a Mutex<Notices>);
         impl Drop for Draining<'_> {
             fn drop(&mut self) {
-                lock(self.0).draining = false;
+                if std::thread::panicking() {
+                    lock(self.0).draining = false;
+                }
             }
         }
         let Some(backplane) = self.inner.backplane.get() else {
@@ -614,8 +616,17 @@ impl Rooms {
         }
         let _draining = Draining(&self.inner.notices);
         loop {
-            let Some(notice) = lock(&self.inner.notices).queue.pop_front() else {
-                return;
+            // Finding the queue empty and giving up the drainer's role happen under one lock: a
+            // notice queued just after is then delivered by its own thread, never stranded.
+            let notice = {
+                let mut notices = lock(&self.inner.notices);
+                match notices.queue.pop_front() {
+                    Some(notice) => notice,
+                    None => {
+                        notices.draining = false;
+                        return;
+                    }
+                }
             };
             match notice {
                 Notice::Joined {
