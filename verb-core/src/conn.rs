@@ -16,11 +16,11 @@ use tokio_rustls::server::TlsStream;
 /// protocol upgrade it is handed over whole (`verb-ws` runs WebSockets on it).
 ///
 /// Besides the async read/write traits, it offers readiness-based calls that never wait, so an upgraded
-/// protocol can hold no buffer while idle: wait for [`readable`](Self::readable), then
+/// protocol can hold no buffer while idle: wait for [`poll_read_ready`](Self::poll_read_ready), then
 /// [`try_read_buf`](Self::try_read_buf) until it reports `WouldBlock`; write with
 /// [`try_write_vectored`](Self::try_write_vectored), and while [`wants_flush`](Self::wants_flush) wait
-/// for [`writable`](Self::writable) and [`try_flush`](Self::try_flush).
-pub struct Connection {
+/// for [`poll_write_ready`](Self::poll_write_ready) and [`try_flush`](Self::try_flush).
+pub(crate) struct Connection {
     inner: Inner,
     /// TLS: the last read filled the buffer, so decrypted bytes may wait inside rustls with no new
     /// TCP readiness to announce them.
@@ -95,7 +95,7 @@ impl Connection {
     }
 
     /// Whether the connection is encrypted.
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         matches!(self.inner, Inner::Tls(_))
     }
 
@@ -111,51 +111,30 @@ impl Connection {
     /// # Errors
     ///
     /// When the socket is no longer connected.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.tcp().peer_addr()
     }
 
-    /// Waits until a read may make progress.
-    ///
-    /// # Errors
-    ///
-    /// When the socket fails.
-    pub async fn readable(&self) -> io::Result<()> {
-        if self.more_plaintext {
-            return Ok(());
-        }
-        self.tcp().readable().await
-    }
-
-    /// Waits until a write may make progress.
-    ///
-    /// # Errors
-    ///
-    /// When the socket fails.
-    pub async fn writable(&self) -> io::Result<()> {
-        self.tcp().writable().await
-    }
-
-    /// Polls until a read may make progress, like [`readable`](Self::readable) without a future: only
+    /// Polls until a read may make progress, waiting for readability: only
     /// the waker of the latest call is woken. For tasks that poll the socket on their own terms.
     ///
     /// # Errors
     ///
     /// When the socket fails.
-    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.more_plaintext {
             return Poll::Ready(Ok(()));
         }
         self.tcp().poll_read_ready(cx)
     }
 
-    /// Polls until a write may make progress, like [`writable`](Self::writable) without a future:
+    /// Polls until a write may make progress, waiting for writability:
     /// only the waker of the latest call is woken.
     ///
     /// # Errors
     ///
     /// When the socket fails.
-    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.tcp().poll_write_ready(cx)
     }
 
@@ -165,7 +144,7 @@ impl Connection {
     /// # Errors
     ///
     /// `WouldBlock`, or the socket's (or TLS layer's) error.
-    pub fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+    pub(crate) fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match &mut self.inner {
             Inner::Plain(tcp) => tcp.try_read_buf(buf),
             Inner::Tls(tls) => {
@@ -191,7 +170,7 @@ impl Connection {
     /// # Errors
     ///
     /// `WouldBlock` when nothing could be written, or the socket's (or TLS layer's) error.
-    pub fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    pub(crate) fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let tls = match &mut self.inner {
             Inner::Plain(tcp) => return tcp.try_write_vectored(bufs),
             Inner::Tls(tls) => tls,
@@ -224,8 +203,8 @@ impl Connection {
     }
 
     /// Whether encrypted bytes wait to be written (never for plain TCP): wait for
-    /// [`writable`](Self::writable), then [`try_flush`](Self::try_flush).
-    pub fn wants_flush(&self) -> bool {
+    /// [`poll_write_ready`](Self::poll_write_ready), then [`try_flush`](Self::try_flush).
+    pub(crate) fn wants_flush(&self) -> bool {
         self.flush_pending
     }
 
@@ -234,7 +213,7 @@ impl Connection {
     /// # Errors
     ///
     /// The socket's (or TLS layer's) error.
-    pub fn try_flush(&mut self) -> io::Result<()> {
+    pub(crate) fn try_flush(&mut self) -> io::Result<()> {
         if let Inner::Tls(tls) = &mut self.inner {
             let mut cx = Context::from_waker(Waker::noop());
             match Pin::new(&mut **tls).poll_flush(&mut cx) {

@@ -40,6 +40,7 @@
 //! The `http` crate's types ([`StatusCode`], [`Method`], [`HeaderMap`], ...) are Verb's vocabulary for
 //! HTTP and are re-exported here.
 
+mod body;
 mod conn;
 mod error;
 mod handler;
@@ -47,18 +48,24 @@ mod origin;
 mod request;
 mod response;
 mod server;
+pub mod service;
+mod sse;
 mod stop;
 mod tls;
+pub mod upgrade;
 
-pub use conn::Connection;
+pub use body::{Body, BoxError};
 pub use error::{Error, HttpError, JsonRejection, ListenAddr, QueryRejection, TextRejection};
 pub use handler::{BoxFuture, BoxHandler, BoxMiddleware, Chain, Handler, Middleware, Next};
 pub use origin::{AllowedOrigin, InvalidOrigin, OriginPolicy};
 pub use request::{InvalidParam, Params, Request, RequestBuilder};
 pub use response::{Html, IntoResponse, Json, Response};
 pub use server::{Lifecycle, Server, ServerConfig, ServerHandle, ShutdownSignal, shutdown_signal};
+pub use service::{HandlerService, RemoteAddr, ServiceHandler, StopHandle};
+pub use sse::{DEFAULT_KEEP_ALIVE, Sse, SseEvent};
 pub use stop::{StopListener, StopRegistration, StopSignal};
 pub use tls::{DevCertificate, TlsConfig, TlsError};
+pub use upgrade::{OnUpgrade, UpgradeError, Upgraded};
 
 pub use bytes::Bytes;
 pub use http::{

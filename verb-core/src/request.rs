@@ -9,6 +9,7 @@ use http::{HeaderMap, Method, Uri, Version};
 use serde::de::DeserializeOwned;
 
 use crate::error::{JsonRejection, QueryRejection, TextRejection};
+use crate::upgrade::{OnUpgrade, UpgradeError};
 
 /// An HTTP request with its body read into memory.
 ///
@@ -97,6 +98,11 @@ impl Request {
         &self.head.uri
     }
 
+    /// The request target, to change (for middleware that rewrites paths, and nesting).
+    pub fn uri_mut(&mut self) -> &mut Uri {
+        &mut self.head.uri
+    }
+
     /// The path, without the query string, as sent (not percent-decoded).
     pub fn path(&self) -> &str {
         self.head.uri.path()
@@ -120,6 +126,12 @@ impl Request {
     /// The value of header `name` if it is present and visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.head.headers.get(name)?.to_str().ok()
+    }
+
+    /// The `Last-Event-ID` header: the id of the last Server-Sent Event a reconnecting browser saw
+    /// (see [`Sse`](crate::Sse)).
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.header("last-event-id")
     }
 
     /// The path parameters captured by the route (`/users/:id` → `id`), percent-decoded.
@@ -229,6 +241,23 @@ impl Request {
     /// JSON or does not match `T`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, JsonRejection> {
         serde_json::from_slice(&self.body).map_err(JsonRejection::new)
+    }
+
+    /// Takes over the request's connection once the response has switched protocols: the future of
+    /// the upgraded connection (see [`crate::upgrade`] for where it works). Call it before returning
+    /// the `101`, spawn a task that awaits it, and return the response.
+    ///
+    /// # Errors
+    ///
+    /// [`UpgradeError::Unavailable`] when the request carries no connection to hand over (built by
+    /// hand, served without upgrade support, or already taken).
+    pub fn upgrade(&mut self) -> Result<OnUpgrade, UpgradeError> {
+        OnUpgrade::take_from(&mut self.head.extensions).ok_or(UpgradeError::Unavailable)
+    }
+
+    /// Whether [`upgrade`](Self::upgrade) would hand over a connection.
+    pub fn is_upgradable(&self) -> bool {
+        OnUpgrade::is_in(&self.head.extensions)
     }
 
     /// Typed values attached to the request, e.g. by middleware.

@@ -8,6 +8,7 @@ use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
+use crate::body::{Body, BoxError};
 use crate::error::HttpError;
 
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
@@ -38,6 +39,8 @@ pub struct Response {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
+    /// A streamed body, sent instead of `body`.
+    stream: Option<Body>,
     extensions: http::Extensions,
 }
 
@@ -48,7 +51,76 @@ impl Response {
             status,
             headers: HeaderMap::new(),
             body: Bytes::new(),
+            stream: None,
             extensions: http::Extensions::new(),
+        }
+    }
+
+    /// `200 OK` whose body is streamed: each chunk is sent as the stream yields it (no
+    /// `content-length`; chunked over HTTP/1.1). Set `content-type` with [`header`](Self::header); it
+    /// defaults to `application/octet-stream`. An error from the stream ends the response early and
+    /// is logged.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use verb_core::Response;
+    ///
+    /// let lines = futures_util::stream::iter((1..=3).map(|n| Ok::<_, Infallible>(format!("line {n}\n"))));
+    /// let res = Response::stream(lines).header("content-type", "text/plain");
+    /// assert!(res.is_streamed());
+    /// ```
+    pub fn stream<S, T, E>(stream: S) -> Self
+    where
+        S: futures_core::Stream<Item = Result<T, E>> + Send + 'static,
+        T: Into<Bytes>,
+        E: Into<BoxError>,
+    {
+        Self::from_body(Body::from_stream(stream)).header(header::CONTENT_TYPE, OCTETS)
+    }
+
+    /// `200 OK` streaming Server-Sent Events, with the default keep-alive (see [`Sse`](crate::Sse)
+    /// to change it).
+    pub fn sse<S>(events: S) -> Self
+    where
+        S: futures_core::Stream<Item = crate::SseEvent> + Send + 'static,
+    {
+        crate::Sse::new(events).into_response()
+    }
+
+    /// `200 OK` with this body, which may be streamed (see [`Body`]); no `content-type` is set.
+    pub fn from_body(body: Body) -> Self {
+        let mut res = Self::new(StatusCode::OK);
+        res.stream = Some(body);
+        res
+    }
+
+    /// Whether the body is streamed (then [`body`](Self::body) is empty).
+    pub fn is_streamed(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Converts an `http::Response` with any body (a tower service's, axum's).
+    pub fn from_http<B>(res: http::Response<B>) -> Self
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = res.into_parts();
+        // A body that is Verb's own and in memory (a Verb handler behind a layer) stays in memory.
+        let mut body = Some(body);
+        let own = (&mut body as &mut dyn std::any::Any).downcast_mut::<Option<Body>>();
+        let (bytes, stream) = match own.and_then(Option::take).map(Body::into_full) {
+            Some(Ok(bytes)) => (bytes, None),
+            Some(Err(streamed)) => (Bytes::new(), Some(streamed)),
+            None => (Bytes::new(), body.map(Body::from_body)),
+        };
+        Self {
+            status: parts.status,
+            headers: parts.headers,
+            body: bytes,
+            stream,
+            extensions: parts.extensions,
         }
     }
 
@@ -176,14 +248,16 @@ impl Response {
         &mut self.headers
     }
 
-    /// The body.
+    /// The body, when it is held in memory (empty for a [streamed](Self::is_streamed) one).
     pub fn body(&self) -> &Bytes {
         &self.body
     }
 
-    /// Replaces the body, keeping the headers (including `content-type`) as they are.
+    /// Replaces the body (a streamed one too), keeping the headers (including `content-type`) as
+    /// they are.
     pub fn set_body(&mut self, body: impl Into<Bytes>) {
         self.body = body.into();
+        self.stream = None;
     }
 
     /// Typed values attached to the response, for middleware and the server.
@@ -196,9 +270,13 @@ impl Response {
         &mut self.extensions
     }
 
-    /// Converts into an `http::Response` with the body as `Bytes`.
-    pub fn into_http(self) -> http::Response<Bytes> {
-        let mut res = http::Response::new(self.body);
+    /// Converts into an `http::Response` (what hyper, axum and tower layers take).
+    pub fn into_http(self) -> http::Response<Body> {
+        let body = match self.stream {
+            Some(stream) => stream,
+            None => Body::full(self.body),
+        };
+        let mut res = http::Response::new(body);
         *res.status_mut() = self.status;
         *res.headers_mut() = self.headers;
         *res.extensions_mut() = self.extensions;
@@ -213,6 +291,7 @@ impl From<http::Response<Bytes>> for Response {
             status: parts.status,
             headers: parts.headers,
             body,
+            stream: None,
             extensions: parts.extensions,
         }
     }
@@ -224,6 +303,7 @@ impl fmt::Debug for Response {
             .field("status", &self.status)
             .field("headers", &self.headers)
             .field("body_len", &self.body.len())
+            .field("streamed", &self.stream.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::StatusCode;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::{Body as _, Incoming};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -22,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, field};
 
+use crate::body::{Body, BoxError};
 use crate::conn::Connection;
 use crate::error::{Error, HttpError, ListenAddr};
 use crate::handler::{BoxHandler, Handler};
@@ -181,7 +181,12 @@ impl ServerConfig {
         self.header_read_timeout
     }
 
-    /// The graceful shutdown deadline.
+    /// How long a request body may take to arrive.
+    pub fn get_body_read_timeout(&self) -> Duration {
+        self.body_read_timeout
+    }
+
+    /// The graceful stop's deadline.
     pub fn get_shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout
     }
@@ -343,18 +348,21 @@ impl Server {
             shutdown_timeout: self.config.shutdown_timeout,
         });
         let shared = Arc::new(Shared {
-            lifecycle: Lifecycle {
-                shutdown: inner.shutdown.clone(),
-                force: inner.force.clone(),
-                tracker: inner.tracker.clone(),
-                listeners: Arc::clone(&inner.listeners),
+            dispatch: Dispatch {
+                handler: self.handler,
+                lifecycle: Lifecycle {
+                    shutdown: inner.shutdown.clone(),
+                    force: inner.force.clone(),
+                    tracker: inner.tracker.clone(),
+                    listeners: Arc::clone(&inner.listeners),
+                },
+                body_limit: self.config.body_limit,
+                body_read_timeout: self.config.body_read_timeout,
+                secure: self.tls.is_some(),
             },
             http1: self.config.http1(),
-            body_limit: self.config.body_limit,
-            body_read_timeout: self.config.body_read_timeout,
             write_timeout: self.config.write_timeout,
             max_connections: self.config.max_connections,
-            handler: self.handler,
             tls: self.tls,
         });
         inner
@@ -583,13 +591,10 @@ impl fmt::Debug for ServerHandle {
 }
 
 struct Shared {
-    lifecycle: Lifecycle,
+    dispatch: Dispatch,
     http1: http1::Builder,
-    body_limit: usize,
-    body_read_timeout: Duration,
     write_timeout: Duration,
     max_connections: Option<usize>,
-    handler: BoxHandler,
     tls: Option<TlsConfig>,
 }
 
@@ -739,7 +744,7 @@ async fn serve_connection(
     let service_shared = Arc::clone(&shared);
     let service = service_fn(move |req| {
         let shared = Arc::clone(&service_shared);
-        async move { Ok::<_, Infallible>(handle(&shared, req, remote).await) }
+        async move { Ok::<_, Infallible>(shared.dispatch.handle(req, remote).await) }
     });
     let conn = shared
         .http1
@@ -784,124 +789,143 @@ fn log_connection_error(err: &hyper::Error, remote: SocketAddr) {
     }
 }
 
-async fn handle(
-    shared: &Shared,
-    req: hyper::Request<Incoming>,
-    remote: SocketAddr,
-) -> hyper::Response<Full<Bytes>> {
-    let start = Instant::now();
-    // The request's span is at debug level: an enabled span is formatted by subscribers when it is
-    // created, which at info level cost a third of a small request's CPU. Errors name the request
-    // themselves.
-    let span = tracing::debug_span!(
-        "request",
-        method = %req.method(),
-        path = %req.uri().path(),
-        status = field::Empty,
-        latency_us = field::Empty,
-    );
-    let failed =
-        tracing::enabled!(tracing::Level::ERROR).then(|| (req.method().clone(), req.uri().clone()));
-    async move {
-        let response = respond(shared, req, remote).await;
-        let status = response.status();
-        let latency = start.elapsed();
-        let span = tracing::Span::current();
-        span.record("status", status.as_u16());
-        span.record("latency_us", latency.as_micros() as u64);
-        metrics::counter!("verb_http_requests_total", "status" => status.as_str().to_owned())
-            .increment(1);
-        if status.is_server_error() {
-            let (method, uri) = failed.unwrap_or_default();
-            tracing::error!(
-                %method,
-                path = uri.path(),
-                status = status.as_u16(),
-                ?latency,
-                "request failed"
-            );
-        } else {
-            tracing::debug!(status = status.as_u16(), ?latency, "request completed");
-        }
-        response.into_http().map(Full::new)
-    }
-    .instrument(span)
-    .await
+/// What answers a request, wherever it came from: Verb's own server or a tower service.
+pub(crate) struct Dispatch {
+    pub(crate) handler: BoxHandler,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) body_limit: usize,
+    pub(crate) body_read_timeout: Duration,
+    /// Requests arrive over TLS.
+    pub(crate) secure: bool,
 }
 
-async fn respond(shared: &Shared, req: hyper::Request<Incoming>, remote: SocketAddr) -> Response {
-    let (mut head, body) = req.into_parts();
-    if head.headers.contains_key(http::header::UPGRADE) {
-        // Only protocol upgrades outlive their request and need to follow the server's lifecycle.
-        head.extensions.insert(shared.lifecycle.clone());
-    }
-    let body = match read_body(shared, &head.headers, body).await {
-        Ok(body) => body,
-        Err(err) => {
-            tracing::warn!(%remote, error = %err.message(), "request body refused");
-            return err.into_response();
+impl Dispatch {
+    /// Reads the body within its limits, runs the handler (a panic costs a 500), and records the
+    /// request's span, metrics and errors.
+    pub(crate) async fn handle<B>(
+        &self,
+        req: http::Request<B>,
+        remote: SocketAddr,
+    ) -> http::Response<Body>
+    where
+        B: http_body::Body,
+        B::Error: Into<BoxError>,
+    {
+        let start = Instant::now();
+        // The request's span is at debug level: an enabled span is formatted by subscribers when it is
+        // created, which at info level cost a third of a small request's CPU. Errors name the request
+        // themselves.
+        let span = tracing::debug_span!(
+            "request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            status = field::Empty,
+            latency_us = field::Empty,
+        );
+        let failed = tracing::enabled!(tracing::Level::ERROR)
+            .then(|| (req.method().clone(), req.uri().clone()));
+        async move {
+            let response = self.respond(req, remote).await;
+            let status = response.status();
+            let latency = start.elapsed();
+            let span = tracing::Span::current();
+            span.record("status", status.as_u16());
+            span.record("latency_us", latency.as_micros() as u64);
+            metrics::counter!("verb_http_requests_total", "status" => status.as_str().to_owned())
+                .increment(1);
+            if status.is_server_error() {
+                let (method, uri) = failed.unwrap_or_default();
+                tracing::error!(
+                    %method,
+                    path = uri.path(),
+                    status = status.as_u16(),
+                    ?latency,
+                    "request failed"
+                );
+            } else {
+                tracing::debug!(status = status.as_u16(), ?latency, "request completed");
+            }
+            response.into_http()
         }
-    };
-    let req = Request::from_parts(head, body, remote).with_secure(shared.tls.is_some());
-    let handler = &shared.handler;
-    // A panic inside user code must cost this one request a 500, not the connection or the server.
-    match AssertUnwindSafe(async move { handler.call(req).await })
-        .catch_unwind()
+        .instrument(span)
         .await
+    }
+
+    async fn respond<B>(&self, req: http::Request<B>, remote: SocketAddr) -> Response
+    where
+        B: http_body::Body,
+        B::Error: Into<BoxError>,
     {
-        Ok(response) => response,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("(non-string panic payload)");
-            tracing::error!(panic = message, "handler panicked");
-            HttpError::internal("the request handler failed").into_response()
+        let (mut head, body) = req.into_parts();
+        if head.headers.contains_key(http::header::UPGRADE) {
+            // Only protocol upgrades outlive their request and need to follow the server's lifecycle.
+            head.extensions.insert(self.lifecycle.clone());
+        }
+        let body = match self.read_body(&head.headers, body).await {
+            Ok(body) => body,
+            Err(err) => {
+                tracing::warn!(%remote, error = %err.message(), "request body refused");
+                return err.into_response();
+            }
+        };
+        let req = Request::from_parts(head, body, remote).with_secure(self.secure);
+        let handler = &self.handler;
+        // A panic inside user code must cost this one request a 500, not the connection or the server.
+        match AssertUnwindSafe(async move { handler.call(req).await })
+            .catch_unwind()
+            .await
+        {
+            Ok(response) => response,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(non-string panic payload)");
+                tracing::error!(panic = message, "handler panicked");
+                HttpError::internal("the request handler failed").into_response()
+            }
         }
     }
-}
 
-async fn read_body(
-    shared: &Shared,
-    headers: &http::HeaderMap,
-    body: Incoming,
-) -> Result<Bytes, HttpError> {
-    if body.is_end_stream() {
-        return Ok(Bytes::new());
-    }
-    let limit = shared.body_limit;
-    let too_large = || {
-        HttpError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body exceeds the limit of {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
-    }
-    match tokio::time::timeout(
-        shared.body_read_timeout,
-        Limited::new(body, limit).collect(),
-    )
-    .await
+    async fn read_body<B>(&self, headers: &http::HeaderMap, body: B) -> Result<Bytes, HttpError>
+    where
+        B: http_body::Body,
+        B::Error: Into<BoxError>,
     {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(err)) => Err(HttpError::bad_request(format!(
-            "cannot read the request body: {err}"
-        ))),
-        Err(_) => Err(HttpError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "request body not received within {:?}",
-                shared.body_read_timeout
-            ),
-        )),
+        if body.is_end_stream() {
+            return Ok(Bytes::new());
+        }
+        let limit = self.body_limit;
+        let too_large = || {
+            HttpError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body exceeds the limit of {limit} bytes"),
+            )
+        };
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(too_large());
+        }
+        match tokio::time::timeout(self.body_read_timeout, Limited::new(body, limit).collect())
+            .await
+        {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+            Ok(Err(err)) => Err(HttpError::bad_request(format!(
+                "cannot read the request body: {err}"
+            ))),
+            Err(_) => Err(HttpError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {:?}",
+                    self.body_read_timeout
+                ),
+            )),
+        }
     }
 }
 
@@ -913,10 +937,10 @@ async fn read_body(
 /// deadline passes, [`forced`](Self::forced) (so they drop what is left).
 #[derive(Clone)]
 pub struct Lifecycle {
-    shutdown: CancellationToken,
-    force: CancellationToken,
-    tracker: TaskTracker,
-    listeners: Arc<Listeners>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) force: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) listeners: Arc<Listeners>,
 }
 
 impl Lifecycle {

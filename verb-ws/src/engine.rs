@@ -21,11 +21,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, Sleep};
-use verb_core::{Connection, Lifecycle, Request, StopListener, StopRegistration};
+use verb_core::{Lifecycle, OnUpgrade, Request, StopListener, StopRegistration, Upgraded};
 
 use crate::attach::{Attachment, Verdict};
 use crate::config::WsConfig;
@@ -55,7 +53,7 @@ const MAX_IOVECS: usize = 64;
 /// How long a failing connection lingers to let its close frame reach the peer.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// Everything a connection starts with, before hyper hands over the socket. Boxed, so the connection's
+/// Everything a connection starts with, before the server hands over the socket. Boxed, so the connection's
 /// task keeps only a pointer to it while it waits, and frees it (the upgrade request included) once
 /// `open` has run.
 pub(crate) struct Start {
@@ -110,7 +108,7 @@ struct Timers {
 }
 
 struct Engine {
-    stream: Connection,
+    stream: Upgraded,
     ws: WebSocket,
     handler: Arc<dyn WebSocketHandler>,
     config: Arc<WsConfig>,
@@ -156,10 +154,10 @@ enum Event {
     Forced,
 }
 
-/// Waits for hyper to hand over the upgraded socket, then runs the connection to its end.
+/// Waits for the server to hand over the upgraded socket, then runs the connection to its end.
 ///
 /// Two steps, so that the task keeps room only for what the connection needs while it lives: the
-/// upgrade request, hyper's parts and the start-up state are gone once `open` has run.
+/// upgrade request and the start-up state are gone once `open` has run.
 pub(crate) async fn run(start: Box<Start>) {
     // The engine is moved into `drive` within the match, so the task keeps no second copy of it.
     let driving = match connect(start).await {
@@ -171,17 +169,10 @@ pub(crate) async fn run(start: Box<Start>) {
 
 /// Takes over the upgraded socket and runs `open`; `None` when the upgrade did not complete.
 async fn connect(mut start: Box<Start>) -> Option<Engine> {
-    let upgraded = match (&mut start.on_upgrade).await {
+    let mut stream = match (&mut start.on_upgrade).await {
         Ok(upgraded) => upgraded,
         Err(err) => {
             tracing::debug!(error = %err, "WebSocket upgrade did not complete");
-            return None;
-        }
-    };
-    let parts = match upgraded.downcast::<TokioIo<Connection>>() {
-        Ok(parts) => parts,
-        Err(_) => {
-            tracing::error!("WebSocket upgrade over an unsupported transport");
             return None;
         }
     };
@@ -202,11 +193,11 @@ async fn connect(mut start: Box<Start>) -> Option<Engine> {
     let listener: Weak<dyn StopListener> = Arc::downgrade(&ws.shared) as _;
     let stop = lifecycle.register(listener);
     let mut engine = Engine {
-        stream: parts.io.into_inner(),
+        rbuf: BytesMut::from(&stream.take_read_buf()[..]),
+        stream,
         ws,
         handler,
         config,
-        rbuf: BytesMut::from(&parts.read_buf[..]),
         read_size: READ_CHUNK as u32,
         buf_size: 0,
         partial: None,

@@ -338,6 +338,30 @@ impl Ws {
     }
 }
 
+impl Ws {
+    /// This endpoint alone as a tower service, for an app that is not Verb's: an axum route
+    /// (`Router::route_service("/ws", ws.into_service())`), or hyper directly. Upgrades run over the
+    /// host server's connection (hyper's upgrade) with every callback, limit and compression setting
+    /// of the endpoint; attach a `Rooms` hub with [`attach`](Self::attach) for rooms. The host's
+    /// shutdown reaches the sockets through the service's
+    /// [`stop_handle`](verb_core::HandlerService::stop_handle) (close 1001).
+    ///
+    /// ```
+    /// use verb_ws::{Message, WebSocket, Ws};
+    ///
+    /// let service = Ws::new()
+    ///     .message(|ws: &WebSocket, msg: Message| {
+    ///         ws.send(msg);
+    ///     })
+    ///     .into_service();
+    /// let stop = service.stop_handle();
+    /// # let _ = stop;
+    /// ```
+    pub fn into_service(self) -> verb_core::HandlerService {
+        verb_core::HandlerService::new(self)
+    }
+}
+
 impl Handler for Ws {
     fn call(&self, req: Request) -> BoxFuture<Response> {
         let response = crate::upgrade::upgrade(self, req);

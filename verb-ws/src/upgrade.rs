@@ -2,7 +2,6 @@
 //! engine.
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
-use hyper::upgrade::OnUpgrade;
 use verb_core::{HttpError, IntoResponse, Lifecycle, Request, Response};
 
 use crate::deflate;
@@ -102,11 +101,16 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
             );
         }
     };
-    let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
-        return refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "this request cannot be upgraded (it did not come from a Verb server)",
-        );
+    let on_upgrade = match req.upgrade() {
+        Ok(on_upgrade) => on_upgrade,
+        Err(err) => {
+            tracing::error!(error = %err, "WebSocket upgrade impossible");
+            stats::upgrade(StatusCode::INTERNAL_SERVER_ERROR);
+            return HttpError::internal(
+                "this request cannot be upgraded: its server hands over no connection",
+            )
+            .into_response();
+        }
     };
 
     let config = &endpoint.config;

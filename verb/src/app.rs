@@ -4,10 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::monitor::{MetricsError, Stats};
+use verb_core::service::HandlerCall;
 use verb_core::{
-    BoxFuture, BoxHandler, BoxMiddleware, Chain, Error, Handler, HeaderValue, HttpError,
-    IntoResponse, ListenAddr, Method, Middleware, Params, Request, Response, Server, ServerConfig,
-    ServerHandle, StatusCode, TlsConfig, header,
+    Body, BoxError, BoxFuture, BoxHandler, BoxMiddleware, Chain, Error, Handler, HandlerService,
+    HeaderValue, HttpError, IntoResponse, ListenAddr, Method, Middleware, Params, Request,
+    Response, Server, ServerConfig, ServerHandle, ServiceHandler, StatusCode, TlsConfig, header,
 };
 use verb_rooms::{Delivery, Rooms};
 use verb_router::{Miss, Router};
@@ -80,7 +81,12 @@ pub struct App {
     ws_count: ConnectionCount,
     rooms: Rooms,
     tls: Option<TlsConfig>,
+    /// tower layers around the whole app, innermost first.
+    layers: Vec<LayerFn>,
 }
+
+/// A tower layer, type-erased: wraps the app's handler.
+type LayerFn = Box<dyn FnOnce(BoxHandler) -> BoxHandler + Send + Sync>;
 
 struct RouteEntry {
     handler: BoxHandler,
@@ -102,6 +108,7 @@ impl App {
             ws_count: ConnectionCount::new(),
             rooms: Rooms::new(),
             tls: None,
+            layers: Vec::new(),
         }
     }
 
@@ -426,6 +433,141 @@ impl App {
         self.middleware(middleware)
     }
 
+    /// Wraps the whole app in a tower [`Layer`](tower_layer::Layer) over `http::Request` /
+    /// `http::Response`: tower-http's `CorsLayer`, `CompressionLayer`, `TimeoutLayer`, `TraceLayer`,
+    /// `SetRequestIdLayer`, ... It sees every request (HTTP routes, misses and WebSocket upgrades,
+    /// before the `101`) as an `http::Request<Body>` whose body has already been read within the
+    /// body limit, and every response on its way out.
+    ///
+    /// Order: layers run before all of Verb's middleware (app, route, and a WebSocket endpoint's
+    /// origin check), and a layer added later wraps those added before it (it runs first), as in
+    /// axum.
+    ///
+    /// ```
+    /// # let mut app = verb::create_server();
+    /// // Any tower layer; `tower_layer::layer_fn(|s| s)` is one that passes requests on.
+    /// app.layer(tower_layer::layer_fn(|inner| inner));
+    /// ```
+    pub fn layer<L, S, B>(&mut self, layer: L) -> &mut Self
+    where
+        L: tower_layer::Layer<HandlerCall, Service = S> + Send + Sync + 'static,
+        S: tower_service::Service<http::Request<Body>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError> + Send,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        self.layers.push(Box::new(move |inner| {
+            verb_core::service::layer(inner, layer)
+        }));
+        self
+    }
+
+    /// Serves every method on `path` with a tower service (axum's `Router` or handler service,
+    /// tower-http's `ServeFile`, ...), which sees the request as it came, path included.
+    ///
+    /// # Panics
+    ///
+    /// As [`route`](Self::route).
+    #[track_caller]
+    pub fn route_service<S, B>(&mut self, path: &str, service: S) -> Route<'_>
+    where
+        S: tower_service::Service<http::Request<Body>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError> + Send,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        self.all(path, ServiceHandler::new(service))
+    }
+
+    /// Serves `prefix` and every path under it with a tower service, which sees the path without the
+    /// prefix (`/static/app.js` → `/app.js`; `/static` → `/`), as axum's `nest_service` does:
+    /// tower-http's `ServeDir`, or a whole axum `Router`.
+    ///
+    /// ```
+    /// use verb::{Body, Request};
+    ///
+    /// let mut app = verb::create_server();
+    /// // Any tower service; here, another Verb app turned into one.
+    /// let mut api = verb::create_server();
+    /// api.get("/health", |_req| async { "ok" });
+    /// app.nest_service("/api", api.into_service());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `prefix` does not start with `/`, ends with `/`, holds a parameter, or conflicts with
+    /// another route.
+    #[track_caller]
+    pub fn nest_service<S, B>(&mut self, prefix: &str, service: S) -> &mut Self
+    where
+        S: tower_service::Service<http::Request<Body>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError> + Send,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        assert!(
+            prefix.starts_with('/') && !prefix.ends_with('/') && !prefix.contains([':', '*', '{']),
+            "nest_service prefix `{prefix}` must start with `/`, not end with `/`, and hold no parameter"
+        );
+        let nested = Nested {
+            prefix_len: prefix.len(),
+            inner: ServiceHandler::new(service),
+        };
+        self.all(prefix, nested.clone());
+        self.all(&format!("{prefix}/*__verb_nested"), nested);
+        self
+    }
+
+    /// Freezes the app into a tower service (`tower::Service<http::Request<B>>` for any body), to
+    /// serve it with hyper, nest it in axum (`Router::nest_service("/chat", app.into_service())`) or
+    /// wrap it in tower middleware. Its WebSockets run over the host server's upgraded connections
+    /// with every limit, callback, room and compression setting they have standalone. A graceful
+    /// stop of the host does not reach them by itself: call
+    /// [`stop_handle`](HandlerService::stop_handle)`().stop()` when the host stops (close 1001).
+    ///
+    /// The app's [`ServerConfig`] body limits apply; its connection limits and timeouts are the
+    /// host's business. Over TLS, set [`tls`](Self::tls) (any config) so that the request's own
+    /// origin has the `https` scheme.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use tower_service::Service;
+    ///
+    /// let mut app = verb::create_server();
+    /// app.get("/health", |_req| async { "ok" });
+    /// let mut service = app.into_service();
+    /// let req = http::Request::get("/health").body(verb::Body::empty()).unwrap();
+    /// assert_eq!(service.call(req).await.unwrap().status(), 200);
+    /// # });
+    /// ```
+    pub fn into_service(self) -> HandlerService {
+        #[cfg(feature = "redis")]
+        if let Err(err) = self.redis_from_env() {
+            tracing::error!(error = %err, "VERB_REDIS_URL ignored");
+        }
+        let secure = self.tls.is_some();
+        let (handler, config, _) = self.into_parts();
+        HandlerService::from_boxed(handler, &config, secure)
+    }
+
     /// Replaces the server configuration (limits and timeouts; see [`ServerConfig`]).
     pub fn config(&mut self, config: ServerConfig) -> &mut Self {
         self.config = config;
@@ -463,7 +605,13 @@ impl App {
             websocket,
             miss,
         };
-        (Arc::new(dispatcher), self.config, self.protocol)
+        let handler = self
+            .layers
+            .into_iter()
+            .fold(Arc::new(dispatcher) as BoxHandler, |inner, layer| {
+                layer(inner)
+            });
+        (handler, self.config, self.protocol)
     }
 
     /// Serves over TLS with `tls` (HTTPS, and WSS for WebSockets). Required for
@@ -663,6 +811,44 @@ impl Handler for Dispatcher {
         }
     }
 }
+
+/// A tower service mounted under a prefix: it sees the path without it.
+#[derive(Clone)]
+struct Nested<S> {
+    prefix_len: usize,
+    inner: ServiceHandler<S>,
+}
+
+impl<S> Handler for Nested<S>
+where
+    ServiceHandler<S>: Handler,
+    S: Send + Sync + 'static,
+{
+    fn call(&self, mut req: Request) -> BoxFuture<Response> {
+        let uri = req.uri();
+        let rest = uri.path().get(self.prefix_len..).unwrap_or_default();
+        let rest = if rest.is_empty() { "/" } else { rest };
+        let stripped = match uri.query() {
+            Some(query) => format!("{rest}?{query}"),
+            None => rest.to_owned(),
+        };
+        match stripped.parse::<http::Uri>() {
+            Ok(stripped) => {
+                let original = std::mem::replace(req.uri_mut(), stripped);
+                req.extensions_mut().insert(NestedFrom(original));
+                req.params_mut().clear();
+                self.inner.call(req)
+            }
+            Err(_) => Box::pin(async {
+                HttpError::bad_request("the path cannot be passed on").into_response()
+            }),
+        }
+    }
+}
+
+/// The request's URI before a [`App::nest_service`] prefix was taken off it.
+#[derive(Debug, Clone)]
+pub struct NestedFrom(pub http::Uri);
 
 async fn answer_miss(req: Request) -> Response {
     match req.extensions().get::<MissReason>() {

@@ -43,16 +43,17 @@ pub mod client;
 mod monitor;
 pub mod test;
 
-pub use app::{App, Route, ServerProtocol};
+pub use app::{App, NestedFrom, Route, ServerProtocol};
 pub use monitor::{MetricsError, Stats, StatsSnapshot};
 
 #[doc(inline)]
 pub use verb_core::{
-    AllowedOrigin, BoxFuture, Bytes, DevCertificate, Error, Handler, HeaderMap, HeaderName,
-    HeaderValue, Html, HttpError, IntoResponse, InvalidOrigin, Json, JsonRejection, ListenAddr,
-    Method, Middleware, Next, OriginPolicy, Params, QueryRejection, Request, Response, Server,
-    ServerConfig, ServerHandle, ShutdownSignal, StatusCode, TextRejection, TlsConfig, TlsError,
-    header,
+    AllowedOrigin, Body, BoxError, BoxFuture, Bytes, DevCertificate, Error, Handler,
+    HandlerService, HeaderMap, HeaderName, HeaderValue, Html, HttpError, IntoResponse,
+    InvalidOrigin, Json, JsonRejection, ListenAddr, Method, Middleware, Next, OnUpgrade,
+    OriginPolicy, Params, QueryRejection, RemoteAddr, Request, Response, Server, ServerConfig,
+    ServerHandle, ServiceHandler, ShutdownSignal, Sse, SseEvent, StatusCode, StopHandle,
+    TextRejection, TlsConfig, TlsError, UpgradeError, Upgraded, header,
 };
 
 #[doc(inline)]

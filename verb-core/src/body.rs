@@ -1,0 +1,232 @@
+//! The body of responses, and of requests handed to tower services: bytes held in memory, or a
+//! stream of chunks.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use futures_core::Stream;
+use http_body::{Frame, SizeHint};
+
+/// The error type of streamed bodies: any error, boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An HTTP body: bytes in memory, or a stream of chunks sent as they come.
+///
+/// It is an [`http_body::Body`], so it is what a Verb app gives hyper, axum or a tower layer, and
+/// what a [`Response`](crate::Response) built with [`Response::stream`](crate::Response::stream)
+/// carries.
+///
+/// ```
+/// use http_body_util::BodyExt;
+/// use verb_core::Body;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let chunks = futures_util::stream::iter(["a", "b"].map(|s| Ok::<_, std::io::Error>(s)));
+/// let body = Body::from_stream(chunks);
+/// assert_eq!(body.collect().await.unwrap().to_bytes(), "ab");
+/// # });
+/// ```
+pub struct Body {
+    kind: Kind,
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    /// In a mutex only so that a response is `Sync`: polling goes through `get_mut`, which takes
+    /// no lock.
+    Stream(Mutex<Pin<Box<dyn http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static>>>),
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Body {
+    /// No bytes.
+    pub fn empty() -> Self {
+        Self {
+            kind: Kind::Full(None),
+        }
+    }
+
+    /// These bytes, all at once.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self {
+            kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
+        }
+    }
+
+    /// Chunks from a stream, each sent as it comes; an error ends the body (and the connection's
+    /// response) early.
+    pub fn from_stream<S, T, E>(stream: S) -> Self
+    where
+        S: Stream<Item = Result<T, E>> + Send + 'static,
+        T: Into<Bytes>,
+        E: Into<BoxError>,
+    {
+        Self::from_body(StreamBody { stream })
+    }
+
+    /// Any other body: hyper's, axum's, a tower layer's.
+    pub fn from_body<B>(body: B) -> Self
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        Self {
+            kind: Kind::Stream(Mutex::new(Box::pin(Mapped { body }))),
+        }
+    }
+
+    /// The bytes of a body held in memory; a streamed one comes back as it is.
+    ///
+    /// # Errors
+    ///
+    /// The body itself, when it is streamed.
+    pub fn into_full(self) -> Result<Bytes, Self> {
+        match self.kind {
+            Kind::Full(bytes) => Ok(bytes.unwrap_or_default()),
+            kind @ Kind::Stream(_) => Err(Self { kind }),
+        }
+    }
+
+    /// Whether the body is held in memory (not streamed).
+    pub fn is_full(&self) -> bool {
+        matches!(self.kind, Kind::Full(_))
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
+        Self::full(bytes)
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes)))),
+            Kind::Stream(body) => {
+                let body = body
+                    .get_mut()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let frame = body.as_mut().poll_frame(cx);
+                if let Poll::Ready(Some(Err(err))) = &frame {
+                    tracing::warn!(error = %err, "a streamed body failed; it ends here");
+                }
+                frame
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Stream(body) => lock(body).is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Stream(body) => lock(body).size_hint(),
+        }
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Full(bytes) => f
+                .debug_struct("Body")
+                .field("len", &bytes.as_ref().map_or(0, Bytes::len))
+                .finish(),
+            Kind::Stream(_) => f.debug_struct("Body").field("streamed", &true).finish(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream of chunks as a body.
+    struct StreamBody<S> {
+        #[pin]
+        stream: S,
+    }
+}
+
+impl<S, T, E> http_body::Body for StreamBody<S>
+where
+    S: Stream<Item = Result<T, E>>,
+    T: Into<Bytes>,
+    E: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.project()
+            .stream
+            .poll_next(cx)
+            .map(|item| item.map(|chunk| chunk.map(|c| Frame::data(c.into())).map_err(Into::into)))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body of any data type, as `Bytes`.
+    struct Mapped<B> {
+        #[pin]
+        body: B,
+    }
+}
+
+impl<B> http_body::Body for Mapped<B>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.project().body.poll_frame(cx).map(|frame| {
+            frame.map(|frame| {
+                frame
+                    .map(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
+                    .map_err(Into::into)
+            })
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
