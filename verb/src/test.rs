@@ -39,7 +39,9 @@ use crate::App;
 /// An app serving on `127.0.0.1` on a free port, for the length of a test.
 #[derive(Debug)]
 pub struct TestServer {
-    handle: ServerHandle,
+    addr: SocketAddr,
+    /// `None` for a server started elsewhere ([`TestServer::at`]).
+    handle: Option<ServerHandle>,
 }
 
 impl TestServer {
@@ -50,14 +52,24 @@ impl TestServer {
     /// If the app cannot listen (its protocol needs what this build lacks, or no port is free).
     pub async fn start(app: App) -> Self {
         match app.bind("127.0.0.1:0").await {
-            Ok(handle) => Self { handle },
+            Ok(handle) => Self {
+                addr: handle.local_addr(),
+                handle: Some(handle),
+            },
             Err(err) => panic!("TestServer cannot start the app: {err}"),
         }
     }
 
+    /// The same helpers for a server started elsewhere (a Verb app mounted in axum, served by
+    /// hyper, ...) listening on `addr`. [`stop`](Self::stop) and [`handle`](Self::handle) are for
+    /// apps that [`start`](Self::start) started.
+    pub fn at(addr: SocketAddr) -> Self {
+        Self { addr, handle: None }
+    }
+
     /// The address the app listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.handle.local_addr()
+        self.addr
     }
 
     /// `http://127.0.0.1:PORT` followed by `path`.
@@ -66,8 +78,15 @@ impl TestServer {
     }
 
     /// The server's handle (connection count, stopping).
+    ///
+    /// # Panics
+    ///
+    /// For a server that this helper did not start ([`TestServer::at`]).
     pub fn handle(&self) -> &ServerHandle {
-        &self.handle
+        match &self.handle {
+            Some(handle) => handle,
+            None => panic!("TestServer::handle: this server was started elsewhere"),
+        }
     }
 
     /// Sends `GET path`.
@@ -97,7 +116,10 @@ impl TestServer {
     ///
     /// If the graceful stop passes its deadline.
     pub async fn stop(self) {
-        if let Err(err) = self.handle.stop().await {
+        let Some(handle) = self.handle else {
+            return;
+        };
+        if let Err(err) = handle.stop().await {
             panic!("TestServer did not stop cleanly: {err}");
         }
     }

@@ -12,6 +12,7 @@ mod middleware;
 mod raw;
 mod rooms;
 mod tls;
+mod tower;
 mod ws;
 mod ws_raw;
 
