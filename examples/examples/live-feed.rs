@@ -13,14 +13,21 @@
 //! `{"type":"data","topic":t,"data":{..},"timestamp":t}`: stocks and crypto every tick, weather and
 //! news every 5 ticks.
 //!
+//! `GET /events?topic=T` streams the same `data` messages as Server-Sent Events (`data: <json>`), for
+//! networks that block WebSockets; an unknown or missing topic gets a 400 JSON error.
+//!
 //! Browsers that offer permessage-deflate get compressed frames: each tick is deflated once and the
 //! same frame goes to every compressing subscriber of the topic.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use examples::{Common, send_error, str_field, timestamp};
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use verb::SseEvent;
 use verb::prelude::*;
 
 #[derive(Debug, Parser)]
@@ -101,13 +108,43 @@ impl Noise {
     }
 }
 
-fn publish(rooms: &Rooms, topic: &str, data: Value) {
-    let delivery = rooms.to(topic).json(&json!({
+/// How many messages an event stream may fall behind before it skips ahead (and says so in the log).
+const SSE_BACKLOG: usize = 64;
+
+/// The event streams' side of each topic: one broadcast channel per topic, fed with the same JSON
+/// text the WebSocket subscribers get. A topic nobody streams costs a failed send.
+#[derive(Clone)]
+struct Streams(Arc<HashMap<&'static str, broadcast::Sender<Arc<str>>>>);
+
+impl Streams {
+    fn new() -> Self {
+        let channels = TOPICS
+            .iter()
+            .map(|topic| (*topic, broadcast::channel(SSE_BACKLOG).0))
+            .collect();
+        Self(Arc::new(channels))
+    }
+}
+
+/// What the feed publishes to: the WebSocket subscribers (rooms) and the event streams.
+struct Outlets {
+    rooms: Rooms,
+    streams: Streams,
+}
+
+fn publish(outlets: &Outlets, topic: &str, data: Value) {
+    let text = json!({
         "type": "data",
         "topic": topic,
         "data": data,
         "timestamp": timestamp(),
-    }));
+    })
+    .to_string();
+    if let Some(stream) = outlets.streams.0.get(topic) {
+        // No receivers is not an error: nobody streams this topic right now.
+        let _ = stream.send(Arc::from(text.as_str()));
+    }
+    let delivery = outlets.rooms.to(topic).send(text);
     tracing::debug!(
         topic,
         receivers = delivery.recipients(),
@@ -115,8 +152,36 @@ fn publish(rooms: &Rooms, topic: &str, data: Value) {
     );
 }
 
+/// `GET /events?topic=T`: the topic's data messages as Server-Sent Events.
+fn events(req: &Request, streams: &Streams) -> Response {
+    let topic = req.query("topic");
+    let Some(sender) = topic.as_deref().and_then(|topic| streams.0.get(topic)) else {
+        tracing::debug!(
+            ?topic,
+            "live-feed: event stream for an unknown topic refused"
+        );
+        return HttpError::bad_request(
+            "Unknown topic: ask for one of stocks, crypto, news, weather",
+        )
+        .into_response();
+    };
+    let receiver = sender.subscribe();
+    let messages = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(text) => return Some((SseEvent::data(&*text), receiver)),
+                Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    tracing::warn!(skipped, "live-feed: a slow event stream skipped messages");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Response::sse(messages)
+}
+
 /// Publishes every tick until the process stops. Topics nobody subscribes to cost one lookup.
-async fn feed(rooms: Rooms, tick: Duration) {
+async fn feed(outlets: Outlets, tick: Duration) {
     let mut noise = Noise(0x2545_F491_4F6C_DD1D ^ u64::from(std::process::id()));
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -127,27 +192,27 @@ async fn feed(rooms: Rooms, tick: Duration) {
             "price": noise.amount(50.0, 500.0),
             "change": noise.amount(-5.0, 5.0),
         });
-        publish(&rooms, "stocks", stock);
+        publish(&outlets, "stocks", stock);
         let coin = json!({
             "symbol": noise.pick(&["BTC", "ETH", "SOL", "ADA"]),
             "price": noise.amount(0.5, 60_000.0),
             "change": noise.amount(-10.0, 10.0),
         });
-        publish(&rooms, "crypto", coin);
+        publish(&outlets, "crypto", coin);
         if n % 5 == 0 {
             let weather = json!({
                 "location": noise.pick(&["New York", "London", "Tokyo", "Sydney", "Paris"]),
                 "temperature": noise.amount(-10.0, 35.0),
                 "humidity": noise.amount(20.0, 95.0),
             });
-            publish(&rooms, "weather", weather);
+            publish(&outlets, "weather", weather);
             let headline = noise.pick(&[
                 "Markets rally on strong earnings",
                 "New framework makes real-time apps easy",
                 "Central bank holds rates steady",
                 "Tech shares lead a broad advance",
             ]);
-            publish(&rooms, "news", json!({ "headline": headline }));
+            publish(&outlets, "news", json!({ "headline": headline }));
         }
     }
 }
@@ -157,11 +222,17 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     examples::init_tracing();
     let mut app = verb::create_server_with(ServerProtocol::WebSocket);
-    tokio::spawn(feed(
-        app.rooms().clone(),
-        Duration::from_millis(cli.tick_ms),
-    ));
+    let streams = Streams::new();
+    let outlets = Outlets {
+        rooms: app.rooms().clone(),
+        streams: streams.clone(),
+    };
+    tokio::spawn(feed(outlets, Duration::from_millis(cli.tick_ms)));
     app.get("/", |_req| async { Response::html(PAGE) });
+    app.get("/events", move |req: Request| {
+        let streams = streams.clone();
+        async move { events(&req, &streams) }
+    });
     app.websocket(
         Ws::new()
             .compression(true)

@@ -4,6 +4,8 @@
 use clap::Args;
 
 pub mod accounts;
+pub mod chat;
+pub mod web;
 
 /// The flags every example takes.
 #[derive(Debug, Clone, Args)]

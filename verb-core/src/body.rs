@@ -230,3 +230,39 @@ where
         self.body.size_hint()
     }
 }
+
+pin_project_lite::pin_project! {
+    /// A body that ends early, cleanly, once `stop` resolves: an event stream at a graceful stop.
+    pub(crate) struct EndsAt<B, F> {
+        #[pin]
+        body: B,
+        #[pin]
+        stop: F,
+    }
+}
+
+impl<B, F> EndsAt<B, F> {
+    pub(crate) fn new(body: B, stop: F) -> Self {
+        Self { body, stop }
+    }
+}
+
+impl<B, F> http_body::Body for EndsAt<B, F>
+where
+    B: http_body::Body,
+    F: std::future::Future<Output = ()>,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        if this.stop.poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        this.body.poll_frame(cx)
+    }
+}

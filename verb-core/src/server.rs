@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, field};
 
-use crate::body::{Body, BoxError};
+use crate::body::{Body, BoxError, EndsAt};
 use crate::conn::Connection;
 use crate::error::{Error, HttpError, ListenAddr};
 use crate::handler::{BoxHandler, Handler};
@@ -845,7 +845,19 @@ impl Dispatch {
             } else {
                 tracing::debug!(status = status.as_u16(), ?latency, "request completed");
             }
-            response.into_http()
+            let is_event_stream = response.is_streamed()
+                && response
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+            let response = response.into_http();
+            if !is_event_stream {
+                return response;
+            }
+            // An event stream never ends by itself: it ends when a graceful stop begins (the
+            // browser reconnects elsewhere), so that the stop need not wait for its deadline.
+            let stop = self.lifecycle.shutdown.clone().cancelled_owned();
+            response.map(|body| Body::from_body(EndsAt::new(body, stop)))
         }
         .instrument(span)
         .await

@@ -10,4 +10,5 @@ mod rooms;
 mod secure;
 mod signals;
 mod support;
+mod tower;
 mod ws;

@@ -451,3 +451,31 @@ async fn the_engine_runs_over_an_in_memory_duplex() {
     };
     assert_eq!(u16::from(frame.code), 1000);
 }
+
+/// An event stream never ends by itself; a graceful stop ends it cleanly instead of waiting for the
+/// stop's deadline.
+#[tokio::test]
+async fn a_graceful_stop_ends_open_event_streams() {
+    let mut app = verb::create_server();
+    app.get("/events", |_req| async {
+        let forever = futures_util::stream::iter(1..).then(|n: u64| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            SseEvent::data(n.to_string())
+        });
+        Response::sse(forever)
+    });
+    let server = TestServer::start(app).await;
+    let (_, mut body) = open_stream(server.addr(), "/events", &[]).await;
+    assert_eq!(next_chunk(&mut body).await.unwrap(), "data: 1\n\n");
+
+    let started = std::time::Instant::now();
+    let stopping = tokio::spawn(async move { server.stop().await });
+    // The stream ends (a clean end of the body, not an error), then the stop completes.
+    while next_chunk(&mut body).await.is_some() {}
+    stopping.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
