@@ -24,8 +24,19 @@ fn submit(id: &str) -> String {
 /// Two tabs of the chat: each sees the other's message (as text, never as HTML) and the user count.
 #[tokio::test]
 async fn chat_in_two_tabs() {
-    let example = Example::start("chat", &[]);
-    let url = format!("http://{}/", example.addr);
+    two_tabs_of_the_chat("chat", "/", "chat").await;
+}
+
+/// The same chat nested in axum (`axum-mount`): its page at `/chat/` finds its WebSocket at
+/// `/chat/ws` through axum.
+#[tokio::test]
+async fn axum_mounted_chat_in_two_tabs() {
+    two_tabs_of_the_chat("axum-mount", "/chat/", "axum-mount").await;
+}
+
+async fn two_tabs_of_the_chat(name: &str, path: &str, screenshot: &str) {
+    let example = Example::start(name, &[]);
+    let url = format!("http://{}{path}", example.addr);
     let mut browser = Browser::launch().await;
     let ada = browser.open(&url).await;
     browser
@@ -51,7 +62,7 @@ async fn chat_in_two_tabs() {
         .eval(&bob, "document.querySelectorAll('#messages b').length")
         .await;
     assert_eq!(bold, serde_json::json!(0));
-    browser.screenshot(&bob, "chat").await;
+    browser.screenshot(&bob, screenshot).await;
     browser.close(&bob).await;
     browser
         .wait_for(&ada, "document.getElementById('count').textContent === '1'")
