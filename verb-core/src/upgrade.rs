@@ -120,7 +120,7 @@ impl Future for OnUpgrade {
                 Ok(match upgraded.downcast::<TokioIo<Connection>>() {
                     Ok(parts) => Upgraded {
                         transport: Transport::Native(parts.io.into_inner()),
-                        read_buf: parts.read_buf,
+                        read_buf: (!parts.read_buf.is_empty()).then(|| Box::new(parts.read_buf)),
                     },
                     Err(upgraded) => Upgraded::new(TokioIo::new(upgraded)),
                 })
@@ -154,7 +154,9 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 /// so they behave the same; only a read costs a buffer's reservation per wake-up.
 pub struct Upgraded {
     transport: Transport,
-    read_buf: Bytes,
+    /// Boxed, and only when there is one: most upgrades have read nothing past the request, and a
+    /// WebSocket engine keeps its `Upgraded` for the connection's life.
+    read_buf: Option<Box<Bytes>>,
 }
 
 enum Transport {
@@ -179,7 +181,7 @@ impl Upgraded {
                 write,
                 flush_pending: false,
             })),
-            read_buf: Bytes::new(),
+            read_buf: None,
         }
     }
 
@@ -191,7 +193,7 @@ impl Upgraded {
     /// Takes the bytes the server read past the request (the first frames a client sent without
     /// waiting for the response); empty after the first call.
     pub fn take_read_buf(&mut self) -> Bytes {
-        std::mem::take(&mut self.read_buf)
+        self.read_buf.take().map(|buf| *buf).unwrap_or_default()
     }
 
     /// Polls until a read may make progress; only the waker of the latest call is woken.
@@ -366,9 +368,12 @@ impl AsyncRead for Upgraded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.read_buf.is_empty() {
-            let take = this.read_buf.len().min(buf.remaining());
-            buf.put_slice(&this.read_buf.split_to(take));
+        if let Some(read_buf) = &mut this.read_buf {
+            let take = read_buf.len().min(buf.remaining());
+            buf.put_slice(&read_buf.split_to(take));
+            if read_buf.is_empty() {
+                this.read_buf = None;
+            }
             return Poll::Ready(Ok(()));
         }
         match &mut this.transport {
@@ -436,7 +441,12 @@ impl fmt::Debug for Upgraded {
             Transport::Native(conn) => debug.field("connection", conn),
             Transport::Foreign(_) => debug.field("connection", &"foreign"),
         };
-        debug.field("read_buf", &self.read_buf.len()).finish()
+        debug
+            .field(
+                "read_buf",
+                &self.read_buf.as_ref().map_or(0, |buf| buf.len()),
+            )
+            .finish()
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use verb_core::OriginPolicy;
 
-use crate::deflate::Compression;
+use crate::proto::deflate::Compression;
 
 /// What happens to an upgrade over [`WsConfig::max_connections`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

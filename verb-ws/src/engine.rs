@@ -27,14 +27,17 @@ use verb_core::{Lifecycle, OnUpgrade, Request, StopListener, StopRegistration, U
 
 use crate::attach::{Attachment, Verdict};
 use crate::config::WsConfig;
-use crate::deflate::Inflater;
 use crate::error::WsError;
 use crate::handler::{ConnectionSlot, WebSocketHandler};
 use crate::message::{CloseCode, Message, Utf8Bytes};
+use crate::proto::deflate::Inflater;
+use crate::proto::frame::{
+    Header, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, close_frame,
+    control_frame, unmask,
+};
 use crate::socket::{
-    CloseTimer, Expiry, LIMIT_MASK, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG,
-    OP_TEXT, ReadyState, SIGNAL_FORCED, SIGNAL_STOP, SIGNAL_WOKEN, STATE_CLOSED, STATE_CLOSING,
-    WebSocket, close_frame, control_frame,
+    CloseTimer, Expiry, LIMIT_MASK, ReadyState, SIGNAL_FORCED, SIGNAL_STOP, SIGNAL_WOKEN,
+    STATE_CLOSED, STATE_CLOSING, WebSocket,
 };
 
 /// Smallest free space a read is offered.
@@ -432,10 +435,7 @@ impl Engine {
 
     /// Queues an engine-made control frame ahead of nothing: it goes after what is already queued.
     fn push_control(&mut self, frame: Bytes) {
-        self.ws
-            .shared
-            .buffered
-            .fetch_add(frame.len(), Ordering::AcqRel);
+        self.ws.shared.buffered.queued(frame.len());
         // Keep order with frames the callbacks queued before this one.
         self.ws.shared.lock().take_frames(&mut self.writing);
         self.writing.push_back(frame);
@@ -507,7 +507,7 @@ impl Engine {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(err) => return Err(err),
             };
-            self.ws.shared.buffered.fetch_sub(written, Ordering::AcqRel);
+            self.ws.shared.buffered.written(written);
             if paused {
                 self.last_read = Instant::now();
                 self.ping_sent = false;
@@ -532,7 +532,7 @@ impl Engine {
     /// Fires `drain` once the queue is back under the limit after a send went over it.
     fn maybe_drain(&mut self) {
         let shared = &self.ws.shared;
-        if shared.buffered.load(Ordering::Acquire) >= shared.backpressure_limit.max(1) {
+        if shared.buffered.get() >= shared.backpressure_limit.max(1) {
             return;
         }
         let wanted = std::mem::take(&mut shared.lock().wants_drain);
@@ -549,7 +549,7 @@ impl Engine {
     /// runs: a peer that never reads is dropped by it.
     fn read_paused(&self) -> bool {
         let limit = self.ws.shared.backpressure_limit.max(MIN_READ_PAUSE);
-        self.ws.shared.buffered.load(Ordering::Acquire) >= limit
+        self.ws.shared.buffered.get() >= limit
     }
 
     /// Reads and drops what the socket already holds (at most `DISCARD_LIMIT` bytes), without waiting.
@@ -1035,171 +1035,13 @@ impl Engine {
             outbox.compressor = None;
         }
         self.inflater = None;
-        self.ws.shared.buffered.store(0, Ordering::Release);
+        self.ws.shared.buffered.clear();
         self.ws.shared.metrics.closed(code);
         self.attachments(|a, ws| a.closed(ws));
         self.callback(|h, ws| h.close(ws, code, &reason));
     }
 }
 
-/// A frame header as RFC 6455 §5.2 lays it out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Header {
-    is_final: bool,
-    rsv1: bool,
-    rsv2: bool,
-    rsv3: bool,
-    opcode: u8,
-    /// The payload length as sent (checked against the limit before anything is buffered for it).
-    len: u64,
-    mask: Option<[u8; 4]>,
-}
-
-impl Header {
-    /// Parses the header at the start of `buf`: the header and its length in bytes, or `None` while
-    /// `buf` holds only part of it. Every bit pattern parses; what is allowed is `check_header`'s call.
-    fn parse(buf: &[u8]) -> Option<(Header, usize)> {
-        let (&first, rest) = buf.split_first()?;
-        let (&second, rest) = rest.split_first()?;
-        let (len, rest, mut header_len) = match second & 0x7F {
-            126 => {
-                let (bytes, rest) = rest.split_first_chunk::<2>()?;
-                (u64::from(u16::from_be_bytes(*bytes)), rest, 4)
-            }
-            127 => {
-                let (bytes, rest) = rest.split_first_chunk::<8>()?;
-                (u64::from_be_bytes(*bytes), rest, 10)
-            }
-            short => (u64::from(short), rest, 2),
-        };
-        let mask = if second & 0x80 != 0 {
-            header_len += 4;
-            Some(*rest.first_chunk::<4>()?)
-        } else {
-            None
-        };
-        let header = Header {
-            is_final: first & 0x80 != 0,
-            rsv1: first & 0x40 != 0,
-            rsv2: first & 0x20 != 0,
-            rsv3: first & 0x10 != 0,
-            opcode: first & 0x0F,
-            len,
-            mask,
-        };
-        Some((header, header_len))
-    }
-}
-
-/// XORs `payload` with the client's masking key (RFC 6455 §5.3), 64 bytes at a time.
-fn unmask(payload: &mut [u8], mask: [u8; 4]) {
-    // The mask repeats every 4 bytes, so it lines up again at the start of every 64-byte block: a
-    // fixed-size XOR of two arrays, which the compiler turns into vector instructions.
-    let mut block_mask = [0; 64];
-    for (i, byte) in block_mask.iter_mut().enumerate() {
-        *byte = mask[i % 4];
-    }
-    let mut blocks = payload.chunks_exact_mut(64);
-    for block in &mut blocks {
-        for (byte, m) in block.iter_mut().zip(block_mask) {
-            *byte ^= m;
-        }
-    }
-    for (byte, m) in blocks.into_remainder().iter_mut().zip(block_mask) {
-        *byte ^= m;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Header, unmask};
-
-    /// Every length encoding, masked or not, and every prefix of a header is "not yet".
-    #[test]
-    fn headers_parse_as_rfc_6455_lays_them_out() {
-        let mask = [1, 2, 3, 4];
-        let cases: [(&[u8], Header, usize); 4] = [
-            (
-                &[0x81, 0x85, 1, 2, 3, 4],
-                Header {
-                    is_final: true,
-                    rsv1: false,
-                    rsv2: false,
-                    rsv3: false,
-                    opcode: 1,
-                    len: 5,
-                    mask: Some(mask),
-                },
-                6,
-            ),
-            (
-                &[0x42, 0xFE, 0x01, 0x00, 1, 2, 3, 4],
-                Header {
-                    is_final: false,
-                    rsv1: true,
-                    rsv2: false,
-                    rsv3: false,
-                    opcode: 2,
-                    len: 256,
-                    mask: Some(mask),
-                },
-                8,
-            ),
-            (
-                &[0xB0, 0xFF, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4],
-                Header {
-                    is_final: true,
-                    rsv1: false,
-                    rsv2: true,
-                    rsv3: true,
-                    opcode: 0,
-                    len: 1 << 32,
-                    mask: Some(mask),
-                },
-                14,
-            ),
-            (
-                &[0x8A, 0x7E, 0xFF, 0xFF],
-                Header {
-                    is_final: true,
-                    rsv1: false,
-                    rsv2: false,
-                    rsv3: false,
-                    opcode: 0xA,
-                    len: 65535,
-                    mask: None,
-                },
-                4,
-            ),
-        ];
-        for (bytes, header, len) in cases {
-            assert_eq!(Header::parse(bytes), Some((header, len)), "{bytes:?}");
-            for end in 0..bytes.len() {
-                assert_eq!(Header::parse(&bytes[..end]), None, "{:?}", &bytes[..end]);
-            }
-            let mut longer = bytes.to_vec();
-            longer.extend_from_slice(b"payload");
-            assert_eq!(Header::parse(&longer), Some((header, len)));
-        }
-    }
-
-    /// Unmasking by blocks gives the same result as byte by byte, at every length.
-    #[test]
-    fn unmask_matches_the_bytewise_definition() {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        for len in 0..300 {
-            let original: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(31)).collect();
-            let mut fast = original.clone();
-            unmask(&mut fast, mask);
-            let slow: Vec<u8> = original
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ mask[i % 4])
-                .collect();
-            assert_eq!(fast, slow, "length {len}");
-        }
-    }
-}
 #[cfg(test)]
 mod size {
     use std::mem::size_of;

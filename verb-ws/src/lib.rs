@@ -38,21 +38,21 @@
 
 mod attach;
 mod config;
-mod deflate;
 mod engine;
 mod error;
 mod handler;
 mod message;
+mod proto;
 mod socket;
 mod stats;
 mod upgrade;
 
 pub use attach::{Attachment, Verdict};
 pub use config::{OverCapacity, WsConfig};
-pub use deflate::Compression;
 pub use error::WsError;
 pub use handler::{ConnectionCount, WebSocketHandler, Ws};
 pub use message::{CloseCode, InvalidJson, Message, Utf8Bytes};
+pub use proto::deflate::Compression;
 pub use socket::{Expiry, PreparedMessage, ReadyState, SendStatus, WebSocket};
 pub use upgrade::is_upgrade_request;
 

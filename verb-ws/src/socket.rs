@@ -1,22 +1,24 @@
 //! The connection handle users keep, and the queue it shares with the engine.
 
 use std::any::{Any, TypeId};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use atomic_waker::AtomicWaker;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use verb_core::{StopListener, StopSignal};
 
 use crate::attach::{Attachment, Attachments};
-use crate::deflate::{self, Compressor, Deflate};
 use crate::message::{CloseCode, Message};
+use crate::proto::deflate::{self, Compressor, Deflate};
+use crate::proto::frame::{OP_BINARY, OP_PING, OP_TEXT, control_frame, header_len, put_header};
+use crate::proto::outbox::{COPY_THRESHOLD, Outbox, QueuedBytes, push_plain};
 use crate::stats::WsMetrics;
 
 /// The state of a connection, as the browser API's `readyState`.
@@ -62,10 +64,6 @@ pub(crate) const SIGNAL_WOKEN: u8 = 1;
 pub(crate) const SIGNAL_STOP: u8 = 2;
 /// The server's graceful stop ran out of time.
 pub(crate) const SIGNAL_FORCED: u8 = 4;
-
-/// Frames at most this long are built as one buffer (header and payload copied together); longer
-/// payloads are queued as their own `Bytes` behind a separate header, without a copy.
-const COPY_THRESHOLD: usize = 1024;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -146,89 +144,10 @@ impl fmt::Debug for PreparedMessage {
     }
 }
 
-pub(crate) const OP_CONTINUATION: u8 = 0x0;
-pub(crate) const OP_TEXT: u8 = 0x1;
-pub(crate) const OP_BINARY: u8 = 0x2;
-pub(crate) const OP_CLOSE: u8 = 0x8;
-pub(crate) const OP_PING: u8 = 0x9;
-pub(crate) const OP_PONG: u8 = 0xA;
-
-pub(crate) fn header_len(payload: usize) -> usize {
-    match payload {
-        0..=125 => 2,
-        126..=65535 => 4,
-        _ => 10,
-    }
-}
-
-/// Writes an unmasked, final frame header.
-pub(crate) fn put_header(buf: &mut BytesMut, opcode: u8, payload: usize) {
-    buf.put_u8(0x80 | opcode);
-    match payload {
-        0..=125 => buf.put_u8(payload as u8),
-        126..=65535 => {
-            buf.put_u8(126);
-            buf.put_u16(payload as u16);
-        }
-        _ => {
-            buf.put_u8(127);
-            buf.put_u64(payload as u64);
-        }
-    }
-}
-
 /// Whether a payload of `len` bytes is worth compressing (never an empty one: zlib has nothing to
 /// flush for it).
 fn compresses(deflate: &Deflate, len: usize) -> bool {
     len >= deflate.threshold.max(1)
-}
-
-/// First size of a connection's buffer of small frames: room for a few messages, so a burst does not
-/// grow it many times.
-const TAIL_START: usize = 512;
-/// Most room a new buffer of small frames starts with, whatever the last one held.
-const TAIL_HINT_MAX: usize = 64 * 1024;
-
-/// Queues an uncompressed data frame; returns the bytes queued. Small frames are copied into the
-/// queue's buffer of small frames (one allocation for all those queued between two writes), larger
-/// payloads are queued as they are, behind a header.
-fn push_plain(outbox: &mut Outbox, opcode: u8, payload: Bytes) -> usize {
-    let len = payload.len();
-    let total = header_len(len) + len;
-    if len <= COPY_THRESHOLD {
-        let tail = outbox.tail_with_room(total);
-        put_header(tail, opcode, len);
-        tail.extend_from_slice(&payload);
-    } else {
-        let mut header = BytesMut::with_capacity(header_len(len));
-        put_header(&mut header, opcode, len);
-        outbox.push(header.freeze());
-        outbox.frames.push_back(payload);
-    }
-    total
-}
-
-/// A control frame (payload at most 125 bytes, which callers guarantee).
-pub(crate) fn control_frame(opcode: u8, payload: &[u8]) -> Bytes {
-    let mut frame = BytesMut::with_capacity(2 + payload.len());
-    put_header(&mut frame, opcode, payload.len());
-    frame.extend_from_slice(payload);
-    frame.freeze()
-}
-
-/// A close frame with `code` and `reason` (truncated to fit 125 bytes at a character boundary).
-pub(crate) fn close_frame(code: Option<CloseCode>, reason: &str) -> Bytes {
-    let Some(code) = code else {
-        return control_frame(OP_CLOSE, &[]);
-    };
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut payload = Vec::with_capacity(2 + end);
-    payload.extend_from_slice(&code.as_u16().to_be_bytes());
-    payload.extend_from_slice(&reason.as_bytes()[..end]);
-    control_frame(OP_CLOSE, &payload)
 }
 
 /// What the handshake settled: the subprotocol and the extension.
@@ -244,7 +163,7 @@ pub(crate) struct Shared {
     pub(crate) protocol: Option<Box<str>>,
     pub(crate) state: AtomicU8,
     pub(crate) outbox: Mutex<Outbox>,
-    pub(crate) buffered: AtomicUsize,
+    pub(crate) buffered: QueuedBytes,
     /// The engine's task, woken by sends from other tasks, by the handle and by a server stop.
     pub(crate) waker: AtomicWaker,
     /// What the engine is woken for ([`SIGNAL_WOKEN`], [`SIGNAL_STOP`], [`SIGNAL_FORCED`]).
@@ -265,89 +184,12 @@ pub(crate) struct Shared {
     data: Mutex<Option<HashMap<TypeId, DataSlot>>>,
 }
 
-#[derive(Default)]
-pub(crate) struct Outbox {
-    /// Frames in order; small ones queued since the last [`seal`](Self::seal) wait in `tail`, which
-    /// follows them.
-    frames: VecDeque<Bytes>,
-    /// Small frames copied into one buffer ("corked"), so that a burst of small messages costs one
-    /// allocation and one entry of a vectored write. It is handed over whole when the engine takes
-    /// the frames, and freed once written: an idle connection keeps none.
-    tail: BytesMut,
-    /// How much the last handed-over `tail` held: the next one starts with room for as much, so
-    /// a steady stream costs one allocation per write, not a chain of reallocations.
-    tail_hint: usize,
-    /// A close asked for by the application (or the backpressure policy), not yet framed.
-    pub(crate) close: Option<(CloseCode, Box<str>)>,
-    /// A send hit the limit: fire `drain` when the queue empties.
-    pub(crate) wants_drain: bool,
-    /// The peer is to be dropped without a close handshake.
-    pub(crate) terminate: bool,
-    /// Timer requests for the engine (boxed: most connections never make one).
-    pub(crate) timers: Option<Box<TimerRequests>>,
-    /// The connection's own compressor (server context takeover), while it has one.
-    pub(crate) compressor: Option<Box<Compressor>>,
-    /// The compressor was used since the engine last looked (it frees an unused one).
-    pub(crate) compressed: bool,
-}
-
 impl StopListener for Shared {
     fn on_stop(&self, signal: StopSignal) {
         self.signal(match signal {
             StopSignal::Graceful => SIGNAL_STOP,
             _ => SIGNAL_FORCED,
         });
-    }
-}
-
-impl Outbox {
-    /// Moves the buffered small frames to the end of `frames`.
-    fn seal(&mut self) {
-        if !self.tail.is_empty() {
-            self.tail_hint = self.tail.len().min(TAIL_HINT_MAX);
-            self.frames
-                .push_back(std::mem::take(&mut self.tail).freeze());
-        }
-    }
-
-    /// The buffer of small frames, with room for `len` more bytes.
-    fn tail_with_room(&mut self, len: usize) -> &mut BytesMut {
-        if self.tail.capacity() - self.tail.len() < len {
-            let room = if self.tail.capacity() == 0 {
-                len.max(TAIL_START).max(self.tail_hint)
-            } else {
-                len.max(TAIL_START)
-            };
-            self.tail.reserve(room);
-        }
-        &mut self.tail
-    }
-
-    /// Queues a copy of the small frame `frame` after everything queued so far.
-    fn copy_small(&mut self, frame: &[u8]) {
-        self.tail_with_room(frame.len()).extend_from_slice(frame);
-    }
-
-    /// Queues `frame` after everything queued so far.
-    fn push(&mut self, frame: Bytes) {
-        self.seal();
-        self.frames.push_back(frame);
-    }
-
-    /// Every queued frame, in order, moved to the end of `into`.
-    pub(crate) fn take_frames(&mut self, into: &mut VecDeque<Bytes>) {
-        self.seal();
-        if into.is_empty() {
-            std::mem::swap(into, &mut self.frames);
-        } else {
-            into.extend(self.frames.drain(..));
-        }
-    }
-
-    /// Drops every queued frame.
-    pub(crate) fn clear_frames(&mut self) {
-        self.frames.clear();
-        self.tail = BytesMut::new();
     }
 }
 
@@ -450,7 +292,7 @@ impl Shared {
     /// Whether a send would be queued now (not closing, queue under the limit): compression is
     /// skipped for sends that would be dropped anyway.
     fn accepts(&self) -> bool {
-        let buffered = self.buffered.load(Ordering::Acquire);
+        let buffered = self.buffered.get();
         self.state.load(Ordering::Acquire) == OPEN
             && (buffered < self.backpressure_limit || buffered == 0)
     }
@@ -489,7 +331,7 @@ impl Shared {
         if self.state.load(Ordering::Acquire) != OPEN {
             return SendStatus::Dropped;
         }
-        let before = self.buffered.load(Ordering::Acquire);
+        let before = self.buffered.get();
         if before >= self.backpressure_limit && before > 0 {
             outbox.wants_drain = true;
             if self.close_on_limit && outbox.close.is_none() {
@@ -503,7 +345,7 @@ impl Shared {
             return SendStatus::Dropped;
         }
         let added = header_and_payload(&mut outbox);
-        let after = self.buffered.fetch_add(added, Ordering::AcqRel) + added;
+        let after = self.buffered.queued(added);
         let status = if after > self.backpressure_limit {
             outbox.wants_drain = true;
             SendStatus::Backpressured
@@ -548,16 +390,14 @@ impl WebSocket {
         extensions: http::Extensions,
     ) -> Self {
         let Negotiated { protocol, deflate } = negotiated;
-        let outbox = Outbox {
-            timers: extensions.get::<Expiry>().map(|expiry| {
-                Box::new(TimerRequests {
-                    close: None,
-                    expiry: Some(expiry.clone()),
-                    expiry_changed: true,
-                })
-            }),
-            ..Outbox::default()
-        };
+        let mut outbox = Outbox::default();
+        outbox.timers = extensions.get::<Expiry>().map(|expiry| {
+            Box::new(TimerRequests {
+                close: None,
+                expiry: Some(expiry.clone()),
+                expiry_changed: true,
+            })
+        });
         Self {
             shared: Arc::new(Shared {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -565,7 +405,7 @@ impl WebSocket {
                 protocol,
                 state: AtomicU8::new(OPEN),
                 outbox: Mutex::new(outbox),
-                buffered: AtomicUsize::new(0),
+                buffered: QueuedBytes::default(),
                 waker: AtomicWaker::new(),
                 signals: AtomicU8::new(0),
                 corked: AtomicBool::new(false),
@@ -607,7 +447,7 @@ impl WebSocket {
 
     /// Bytes waiting in the send queue.
     pub fn buffered_amount(&self) -> usize {
-        self.shared.buffered.load(Ordering::Acquire)
+        self.shared.buffered.get()
     }
 
     /// Lowers the largest message this connection accepts from now on (`None`: back to the

@@ -4,9 +4,9 @@
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use verb_core::{HttpError, IntoResponse, Lifecycle, Request, Response};
 
-use crate::deflate;
 use crate::engine;
 use crate::handler::{Ws, over_capacity_message};
+use crate::proto::deflate;
 use crate::socket::{Negotiated, WebSocket};
 use crate::stats;
 

@@ -412,6 +412,11 @@ fn servers(verb_dir: &Path, bench_dir: &Path, bun_dir: &Path) -> Vec<Server> {
             peer("fastwebsockets-echo", suite, None),
             bun("bun echo", suite, "echo.ts"),
             verb("verb plain-echo", suite, None),
+            // The same endpoint as a tower service under axum: the engine over hyper's upgrade.
+            Server {
+                args: &["--in-axum"],
+                ..verb("verb plain-echo in axum", suite, None)
+            },
         ]);
     }
     all.extend([

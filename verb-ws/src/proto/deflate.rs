@@ -350,7 +350,7 @@ pub(crate) fn compress_shared(deflate: &Deflate, opcode: u8, payload: &[u8]) -> 
         let compress = &mut compressors[index].2;
         let frame = deflate_frame(compress, opcode, payload);
         compress.reset();
-        let plain = crate::socket::header_len(payload.len()) + payload.len();
+        let plain = crate::proto::frame::header_len(payload.len()) + payload.len();
         frame.filter(|frame| frame.len() < plain)
     })
 }
@@ -394,10 +394,10 @@ fn deflate_frame(compress: &mut Compress, opcode: u8, payload: &[u8]) -> Option<
     }
     out.truncate(out.len() - SYNC_TAIL.len());
     let body = out.len() - HEADER_ROOM;
-    let header_len = crate::socket::header_len(body);
+    let header_len = crate::proto::frame::header_len(body);
     let offset = HEADER_ROOM - header_len;
     let mut header = BytesMut::with_capacity(header_len);
-    crate::socket::put_header(&mut header, opcode, body);
+    crate::proto::frame::put_header(&mut header, opcode, body);
     header[0] |= RSV1;
     out[offset..HEADER_ROOM].copy_from_slice(&header);
     Some(Bytes::from(out).slice(offset..))
