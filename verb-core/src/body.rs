@@ -266,3 +266,150 @@ where
         this.body.poll_frame(cx)
     }
 }
+
+/// Why a streamed request body ended early.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BodyError {
+    /// The body grew past its limit (answer `413`: `HttpError::from` does).
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// Nothing arrived for this long (answer `408`).
+    #[error("no request body data received for {0:?}")]
+    TimedOut(std::time::Duration),
+    /// The connection failed or the peer sent a malformed body (answer `400`).
+    #[error("cannot read the request body: {0}")]
+    Read(#[source] BoxError),
+}
+
+impl From<BodyError> for crate::HttpError {
+    fn from(err: BodyError) -> Self {
+        let status = match err {
+            BodyError::TooLarge { .. } => http::StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::TimedOut(_) => http::StatusCode::REQUEST_TIMEOUT,
+            BodyError::Read(_) => http::StatusCode::BAD_REQUEST,
+        };
+        crate::HttpError::new(status, err.to_string())
+    }
+}
+
+/// A request body read as it arrives: a [`Stream`] of `Bytes` chunks, from
+/// [`Request::body_stream`](crate::Request::body_stream). It stops with [`BodyError::TooLarge`] once
+/// the chunks pass the route's limit (nothing beyond it is read), and with [`BodyError::TimedOut`]
+/// when no chunk arrives within the server's body read timeout.
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use verb_core::{HttpError, Request};
+///
+/// async fn upload(mut req: Request) -> Result<String, HttpError> {
+///     let mut body = req.body_stream();
+///     let mut total = 0;
+///     while let Some(chunk) = body.next().await {
+///         total += chunk?.len(); // write it somewhere instead of keeping it
+///     }
+///     Ok(format!("{total} bytes"))
+/// }
+/// # let _ = upload;
+/// ```
+pub struct BodyStream {
+    body: Body,
+    limit: u64,
+    received: u64,
+    idle: std::time::Duration,
+    /// Armed while a chunk is awaited.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    done: bool,
+}
+
+impl BodyStream {
+    pub(crate) fn new(body: Body, limit: u64, idle: std::time::Duration) -> Self {
+        Self {
+            body,
+            limit,
+            received: 0,
+            idle,
+            timer: None,
+            done: false,
+        }
+    }
+
+    /// A body already in memory, as a stream of one chunk.
+    pub(crate) fn buffered(bytes: Bytes) -> Self {
+        Self::new(Body::full(bytes), u64::MAX, std::time::Duration::MAX)
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Back to a body (to hand on to a tower service); its errors are this stream's.
+    pub(crate) fn into_body(self) -> Body {
+        Body::from_stream(self)
+    }
+}
+
+impl Stream for BodyStream {
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        use http_body::Body as _;
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.timer = None;
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers: nothing for the stream
+                    };
+                    this.received = this.received.saturating_add(data.len() as u64);
+                    if this.received > this.limit {
+                        this.done = true;
+                        tracing::warn!(limit = this.limit, "streamed request body over its limit");
+                        return Poll::Ready(Some(Err(BodyError::TooLarge { limit: this.limit })));
+                    }
+                    return Poll::Ready(Some(Ok(data)));
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(BodyError::Read(err))));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {
+                    if this.idle == std::time::Duration::MAX {
+                        return Poll::Pending;
+                    }
+                    let idle = this.idle;
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                    if std::future::Future::poll(timer.as_mut(), cx).is_ready() {
+                        this.done = true;
+                        tracing::warn!(?idle, "streamed request body stalled");
+                        return Poll::Ready(Some(Err(BodyError::TimedOut(idle))));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyStream")
+            .field("limit", &self.limit)
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}

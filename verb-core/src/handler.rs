@@ -35,6 +35,31 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub trait Handler: Send + Sync + 'static {
     /// Answers `req`.
     fn call(&self, req: Request) -> BoxFuture<Response>;
+
+    /// How the server hands this request's body over, decided from its head before any of the body
+    /// is read. The default, [`BodyMode::Buffered`], reads it into memory first (within
+    /// [`ServerConfig::body_limit`](crate::ServerConfig::body_limit)); routers answer for the route
+    /// the head matches.
+    fn body_mode(&self, head: &http::request::Parts) -> BodyMode {
+        let _ = head;
+        BodyMode::Buffered
+    }
+}
+
+/// How a request's body reaches its handler; see [`Handler::body_mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum BodyMode {
+    /// Read into memory before the handler runs: [`Request::body`], [`Request::json`], ...
+    #[default]
+    Buffered,
+    /// Left unread: the handler reads it as it arrives with [`Request::body_stream`]. A declared
+    /// `Content-Length` over `limit` is refused with `413` before the handler runs; a body that
+    /// grows past it ends its stream with [`BodyError::TooLarge`](crate::BodyError::TooLarge).
+    Streamed {
+        /// Most bytes the body may have; `None`: the server's body limit.
+        limit: Option<u64>,
+    },
 }
 
 impl<F, Fut, R> Handler for F
@@ -164,6 +189,10 @@ impl Chain {
 }
 
 impl Handler for Chain {
+    fn body_mode(&self, head: &http::request::Parts) -> BodyMode {
+        self.handler.body_mode(head)
+    }
+
     fn call(&self, req: Request) -> BoxFuture<Response> {
         if self.middleware.is_empty() {
             return self.handler.call(req);

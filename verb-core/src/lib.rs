@@ -54,9 +54,11 @@ mod stop;
 mod tls;
 pub mod upgrade;
 
-pub use body::{Body, BoxError};
+pub use body::{Body, BodyError, BodyStream, BoxError};
 pub use error::{Error, HttpError, JsonRejection, ListenAddr, QueryRejection, TextRejection};
-pub use handler::{BoxFuture, BoxHandler, BoxMiddleware, Chain, Handler, Middleware, Next};
+pub use handler::{
+    BodyMode, BoxFuture, BoxHandler, BoxMiddleware, Chain, Handler, Middleware, Next,
+};
 pub use origin::{AllowedOrigin, InvalidOrigin, OriginPolicy};
 pub use request::{InvalidParam, Params, Request, RequestBuilder};
 pub use response::{Html, IntoResponse, Json, Response};

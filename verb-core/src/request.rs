@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Uri, Version};
 use serde::de::DeserializeOwned;
 
+use crate::body::BodyStream;
 use crate::error::{JsonRejection, QueryRejection, TextRejection};
 use crate::upgrade::{OnUpgrade, UpgradeError};
 
@@ -45,6 +46,8 @@ pub struct Request {
     remote_addr: SocketAddr,
     /// Whether it arrived over TLS.
     secure: bool,
+    /// The body, unread, for a handler that streams it ([`BodyMode::Streamed`](crate::BodyMode)).
+    stream: Option<BodyStream>,
 }
 
 impl Request {
@@ -56,7 +59,34 @@ impl Request {
             params: Params::default(),
             remote_addr,
             secure: false,
+            stream: None,
         }
+    }
+
+    /// Gives the request a body to stream instead of the one in memory.
+    pub(crate) fn with_stream(mut self, stream: BodyStream) -> Self {
+        self.stream = Some(stream);
+        self
+    }
+
+    /// Whether the body is still unread, waiting in [`body_stream`](Self::body_stream).
+    pub fn is_streamed(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// The body as it arrives, for routes that stream it ([`BodyMode::Streamed`](crate::BodyMode),
+    /// e.g. the facade's `Route::stream_body`); for a buffered body, the bytes in memory as one chunk.
+    /// Either way the body is taken: a second call, and [`body`](Self::body) after it, are empty.
+    pub fn body_stream(&mut self) -> BodyStream {
+        match self.stream.take() {
+            Some(stream) => stream,
+            None => BodyStream::buffered(std::mem::take(&mut self.body)),
+        }
+    }
+
+    /// Takes the unread body stream, if there is one.
+    pub(crate) fn take_stream(&mut self) -> Option<BodyStream> {
+        self.stream.take()
     }
 
     /// Marks the request as received over TLS (or not); servers set it, [`from_parts`](Self::from_parts)

@@ -21,10 +21,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, field};
 
-use crate::body::{Body, BoxError, EndsAt};
+use crate::body::{Body, BodyStream, BoxError, EndsAt};
 use crate::conn::Connection;
 use crate::error::{Error, HttpError, ListenAddr};
-use crate::handler::{BoxHandler, Handler};
+use crate::handler::{BodyMode, BoxHandler, Handler};
 use crate::request::Request;
 use crate::response::{IntoResponse, Response};
 use crate::stop::{Listeners, StopListener, StopRegistration, StopSignal};
@@ -808,7 +808,8 @@ impl Dispatch {
         remote: SocketAddr,
     ) -> http::Response<Body>
     where
-        B: http_body::Body,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
         B::Error: Into<BoxError>,
     {
         let start = Instant::now();
@@ -865,7 +866,8 @@ impl Dispatch {
 
     async fn respond<B>(&self, req: http::Request<B>, remote: SocketAddr) -> Response
     where
-        B: http_body::Body,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
         B::Error: Into<BoxError>,
     {
         let (mut head, body) = req.into_parts();
@@ -873,14 +875,29 @@ impl Dispatch {
             // Only protocol upgrades outlive their request and need to follow the server's lifecycle.
             head.extensions.insert(self.lifecycle.clone());
         }
-        let body = match self.read_body(&head.headers, body).await {
-            Ok(body) => body,
-            Err(err) => {
-                tracing::warn!(%remote, error = %err.message(), "request body refused");
-                return err.into_response();
+        let req = match self.handler.body_mode(&head) {
+            BodyMode::Buffered => match self.read_body(&head.headers, body).await {
+                Ok(body) => Request::from_parts(head, body, remote),
+                Err(err) => {
+                    tracing::warn!(%remote, error = %err.message(), "request body refused");
+                    return err.into_response();
+                }
+            },
+            BodyMode::Streamed { limit } => {
+                let limit = limit.unwrap_or(self.body_limit as u64);
+                if declared_length(&head.headers).is_some_and(|len| len > limit) {
+                    tracing::warn!(%remote, limit, "streamed request body refused: declared too large");
+                    return HttpError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("request body exceeds the limit of {limit} bytes"),
+                    )
+                    .into_response();
+                }
+                let stream = BodyStream::new(Body::from_body(body), limit, self.body_read_timeout);
+                Request::from_parts(head, Bytes::new(), remote).with_stream(stream)
             }
         };
-        let req = Request::from_parts(head, body, remote).with_secure(self.secure);
+        let req = req.with_secure(self.secure);
         let handler = &self.handler;
         // A panic inside user code must cost this one request a 500, not the connection or the server.
         match AssertUnwindSafe(async move { handler.call(req).await })
@@ -915,11 +932,7 @@ impl Dispatch {
                 format!("request body exceeds the limit of {limit} bytes"),
             )
         };
-        let declared = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
+        if declared_length(headers).is_some_and(|len| len > limit as u64) {
             return Err(too_large());
         }
         match tokio::time::timeout(self.body_read_timeout, Limited::new(body, limit).collect())
@@ -939,6 +952,14 @@ impl Dispatch {
             )),
         }
     }
+}
+
+/// The `Content-Length` a request declares, if it is a number.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
 }
 
 /// The server's lifecycle as seen by connections that outlive their request (WebSocket upgrades).

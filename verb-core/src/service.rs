@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 
-use crate::body::{Body, BoxError};
+use bytes::Bytes;
+
+use crate::body::{Body, BodyStream, BoxError};
 use crate::error::{Error, HttpError};
-use crate::handler::{BoxFuture, BoxHandler, Handler};
+use crate::handler::{BodyMode, BoxFuture, BoxHandler, Handler};
 use crate::request::Request;
 use crate::response::{IntoResponse, Response};
 use crate::server::{Dispatch, Lifecycle, ServerConfig};
@@ -198,30 +200,46 @@ impl fmt::Debug for StopHandle {
 
 /// Converts a request for a tower service, keeping what only Verb's [`Request`] knows (the peer's
 /// address, TLS) for the way back.
-pub(crate) fn to_http(req: Request) -> http::Request<Body> {
+pub(crate) fn to_http(mut req: Request) -> http::Request<Body> {
     let origin = Origin {
         remote: req.remote_addr(),
         secure: req.is_secure(),
     };
+    let stream = req.take_stream();
     let (mut head, body, _params) = req.into_parts();
     head.extensions.insert(origin);
-    http::Request::from_parts(head, Body::full(body))
+    let body = match stream {
+        // Still unread: the service reads it as it arrives, within the route's limit.
+        Some(stream) => stream.into_body(),
+        None => Body::full(body),
+    };
+    http::Request::from_parts(head, body)
 }
 
-/// The way back from [`to_http`]: collects the body (already in memory when it came from Verb).
-async fn from_http(req: http::Request<Body>) -> Result<Request, HttpError> {
+/// The way back from [`to_http`]: the body stays a stream if `handler` streams it, else it is
+/// collected (at no cost when it came from Verb in memory).
+async fn from_http(handler: &dyn Handler, req: http::Request<Body>) -> Result<Request, HttpError> {
     let (mut head, body) = req.into_parts();
     let origin = head.extensions.remove::<Origin>();
-    let body = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) => {
-            return Err(HttpError::bad_request(format!(
-                "cannot read the request body: {err}"
-            )));
-        }
-    };
     let remote = origin.map_or_else(|| remote_of(&head.extensions), |o| o.remote);
-    Ok(Request::from_parts(head, body, remote).with_secure(origin.is_some_and(|o| o.secure)))
+    let secure = origin.is_some_and(|o| o.secure);
+    let req = match (handler.body_mode(&head), body.into_full()) {
+        (_, Ok(bytes)) => Request::from_parts(head, bytes, remote),
+        (BodyMode::Streamed { .. }, Err(body)) => {
+            // Its limit and timeout were applied where the body was first read.
+            let stream = BodyStream::new(body, u64::MAX, Duration::MAX);
+            Request::from_parts(head, Bytes::new(), remote).with_stream(stream)
+        }
+        (_, Err(body)) => match body.collect().await {
+            Ok(collected) => Request::from_parts(head, collected.to_bytes(), remote),
+            Err(err) => {
+                return Err(HttpError::bad_request(format!(
+                    "cannot read the request body: {err}"
+                )));
+            }
+        },
+    };
+    Ok(req.with_secure(secure))
 }
 
 /// A Verb [`Handler`] as the innermost tower service of a stack of layers (see [`layer`]): no
@@ -249,7 +267,7 @@ impl tower_service::Service<http::Request<Body>> for HandlerCall {
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let handler = Arc::clone(&self.handler);
         Box::pin(async move {
-            let response = match from_http(req).await {
+            let response = match from_http(&*handler, req).await {
                 Ok(req) => handler.call(req).await,
                 Err(err) => err.into_response(),
             };
@@ -287,7 +305,34 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    Arc::new(ServiceHandler::new(layer.layer(HandlerCall { handler })))
+    let outer = ServiceHandler::new(layer.layer(HandlerCall {
+        handler: Arc::clone(&handler),
+    }));
+    Arc::new(Layered {
+        outer,
+        inner: handler,
+    })
+}
+
+/// A handler behind a layer: requests go through the layer, and the body is read as the handler
+/// inside wants it.
+struct Layered<S> {
+    outer: ServiceHandler<S>,
+    inner: BoxHandler,
+}
+
+impl<S> Handler for Layered<S>
+where
+    ServiceHandler<S>: Handler,
+    S: Send + Sync + 'static,
+{
+    fn call(&self, req: Request) -> BoxFuture<Response> {
+        self.outer.call(req)
+    }
+
+    fn body_mode(&self, head: &http::request::Parts) -> BodyMode {
+        self.inner.body_mode(head)
+    }
 }
 
 /// A tower service (an axum `Router`, tower-http's `ServeDir`, any `Service<http::Request<Body>>`) as
@@ -335,6 +380,11 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    /// A tower service reads its body as it arrives (within the server's body limit).
+    fn body_mode(&self, _head: &http::request::Parts) -> BodyMode {
+        BodyMode::Streamed { limit: None }
+    }
+
     fn call(&self, req: Request) -> BoxFuture<Response> {
         let mut service = self.service.clone();
         Box::pin(async move {

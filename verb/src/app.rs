@@ -6,9 +6,10 @@ use std::sync::Arc;
 use crate::monitor::{MetricsError, Stats};
 use verb_core::service::HandlerCall;
 use verb_core::{
-    Body, BoxError, BoxFuture, BoxHandler, BoxMiddleware, Chain, Error, Handler, HandlerService,
-    HeaderValue, HttpError, IntoResponse, ListenAddr, Method, Middleware, Params, Request,
-    Response, Server, ServerConfig, ServerHandle, ServiceHandler, StatusCode, TlsConfig, header,
+    Body, BodyMode, BoxError, BoxFuture, BoxHandler, BoxMiddleware, Chain, Error, Handler,
+    HandlerService, HeaderValue, HttpError, IntoResponse, ListenAddr, Method, Middleware, Params,
+    Request, Response, Server, ServerConfig, ServerHandle, ServiceHandler, StatusCode, TlsConfig,
+    header,
 };
 use verb_rooms::{Delivery, Rooms};
 use verb_router::{Miss, Router};
@@ -94,6 +95,8 @@ struct RouteEntry {
     is_ws: bool,
     /// A WebSocket endpoint's origin policy, run before the app's middleware and the route's.
     guard: Option<BoxMiddleware>,
+    /// How the route takes its body, when [`Route::stream_body`] said (else its handler's say).
+    body_mode: Option<BodyMode>,
 }
 
 impl App {
@@ -142,6 +145,7 @@ impl App {
             middleware: Vec::new(),
             is_ws: false,
             guard: None,
+            body_mode: None,
         });
         Route { app: self, index }
     }
@@ -285,6 +289,7 @@ impl App {
             middleware: Vec::new(),
             is_ws: true,
             guard: Some(guard),
+            body_mode: None,
         });
         self
     }
@@ -595,6 +600,7 @@ impl App {
             Chain::new(middleware, route.handler)
         };
         let is_ws: Vec<bool> = self.routes.iter().map(|r| r.is_ws).collect();
+        let body_modes: Vec<Option<BodyMode>> = self.routes.iter().map(|r| r.body_mode).collect();
         let websocket = self.websocket.map(chain);
         let chains = self.routes.into_iter().map(chain).collect();
         let miss = Chain::new(self.middleware, Arc::new(answer_miss));
@@ -602,6 +608,7 @@ impl App {
             router: self.router,
             chains,
             is_ws,
+            body_modes,
             websocket,
             miss,
         };
@@ -718,6 +725,32 @@ pub struct Route<'a> {
 }
 
 impl Route<'_> {
+    /// Hands this route its body unread, to read as it arrives with
+    /// [`Request::body_stream`](verb_core::Request::body_stream), up to `limit` bytes (which may be
+    /// above the server's body limit): an upload is written out as it comes instead of being held in
+    /// memory. A declared `Content-Length` over `limit` gets `413` before the handler runs; a body
+    /// that grows past it ends its stream with an error (`HttpError::from` it for the `413`).
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use verb::prelude::*;
+    ///
+    /// let mut app = verb::create_server();
+    /// app.post("/upload", |mut req: Request| async move {
+    ///     let mut body = req.body_stream();
+    ///     let mut total = 0;
+    ///     while let Some(chunk) = body.next().await {
+    ///         total += chunk?.len();
+    ///     }
+    ///     Ok::<_, HttpError>(format!("{total} bytes"))
+    /// })
+    /// .stream_body(1 << 30);
+    /// ```
+    pub fn stream_body(self, limit: u64) -> Self {
+        self.app.routes[self.index].body_mode = Some(BodyMode::Streamed { limit: Some(limit) });
+        self
+    }
+
     /// Adds middleware to this route only; it runs after the app's middleware, in registration order.
     pub fn middleware(self, middleware: impl Middleware) -> Self {
         self.app.routes[self.index]
@@ -757,6 +790,8 @@ struct Dispatcher {
     chains: Vec<Chain>,
     /// Which routes are WebSocket endpoints (`App::ws`).
     is_ws: Vec<bool>,
+    /// Routes that said how they take their body ([`Route::stream_body`]).
+    body_modes: Vec<Option<BodyMode>>,
     /// The any-path WebSocket endpoint (`App::websocket`).
     websocket: Option<Chain>,
     miss: Chain,
@@ -771,6 +806,15 @@ enum MissReason {
 }
 
 impl Handler for Dispatcher {
+    /// The matched route's: a routing lookup for requests that have a body to read.
+    fn body_mode(&self, head: &http::request::Parts) -> BodyMode {
+        let Ok(found) = self.router.at(head.method.as_str(), head.uri.path()) else {
+            return BodyMode::Buffered;
+        };
+        let index = *found.value;
+        self.body_modes[index].unwrap_or_else(|| self.chains[index].body_mode(head))
+    }
+
     fn call(&self, mut req: Request) -> BoxFuture<Response> {
         let found = match self.router.at(req.method().as_str(), req.path()) {
             Ok(found) => {
@@ -824,6 +868,10 @@ where
     ServiceHandler<S>: Handler,
     S: Send + Sync + 'static,
 {
+    fn body_mode(&self, head: &http::request::Parts) -> BodyMode {
+        self.inner.body_mode(head)
+    }
+
     fn call(&self, mut req: Request) -> BoxFuture<Response> {
         let uri = req.uri();
         let rest = uri.path().get(self.prefix_len..).unwrap_or_default();

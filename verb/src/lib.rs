@@ -48,12 +48,12 @@ pub use monitor::{MetricsError, Stats, StatsSnapshot};
 
 #[doc(inline)]
 pub use verb_core::{
-    AllowedOrigin, Body, BoxError, BoxFuture, Bytes, DevCertificate, Error, Handler,
-    HandlerService, HeaderMap, HeaderName, HeaderValue, Html, HttpError, IntoResponse,
-    InvalidOrigin, Json, JsonRejection, ListenAddr, Method, Middleware, Next, OnUpgrade,
-    OriginPolicy, Params, QueryRejection, RemoteAddr, Request, Response, Server, ServerConfig,
-    ServerHandle, ServiceHandler, ShutdownSignal, Sse, SseEvent, StatusCode, StopHandle,
-    TextRejection, TlsConfig, TlsError, UpgradeError, Upgraded, header,
+    AllowedOrigin, Body, BodyError, BodyMode, BodyStream, BoxError, BoxFuture, Bytes,
+    DevCertificate, Error, Handler, HandlerService, HeaderMap, HeaderName, HeaderValue, Html,
+    HttpError, IntoResponse, InvalidOrigin, Json, JsonRejection, ListenAddr, Method, Middleware,
+    Next, OnUpgrade, OriginPolicy, Params, QueryRejection, RemoteAddr, Request, Response, Server,
+    ServerConfig, ServerHandle, ServiceHandler, ShutdownSignal, Sse, SseEvent, StatusCode,
+    StopHandle, TextRejection, TlsConfig, TlsError, UpgradeError, Upgraded, header,
 };
 
 #[doc(inline)]

@@ -479,3 +479,128 @@ async fn a_graceful_stop_ends_open_event_streams() {
         started.elapsed()
     );
 }
+
+/// Sends `POST path` with a body that the test feeds chunk by chunk; the response's future.
+async fn post_streaming(
+    addr: SocketAddr,
+    path: &str,
+    content_length: Option<u64>,
+) -> (
+    tokio::sync::mpsc::Sender<verb::Bytes>,
+    tokio::task::JoinHandle<(StatusCode, String)>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<verb::Bytes>(4);
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(hyper::body::Frame::data(chunk)), rx))
+    });
+    let mut req = http::Request::post(path).header("host", addr.to_string());
+    if let Some(len) = content_length {
+        req = req.header("content-length", len);
+    }
+    let req = req.body(http_body_util::StreamBody::new(frames)).unwrap();
+    let response = tokio::spawn(async move {
+        let res = sender.send_request(req).await.unwrap();
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    });
+    (tx, response)
+}
+
+/// A route that streams its body reads an upload as it arrives, past the server's body limit but
+/// within its own; over its limit it answers 413, before reading anything when the length is declared.
+#[tokio::test]
+async fn streamed_request_bodies_arrive_as_they_are_sent_within_the_route_limit() {
+    let (first_tx, mut first_rx) = tokio::sync::mpsc::channel::<usize>(1);
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&calls);
+    let mut app = verb::create_server();
+    app.config(ServerConfig::new().body_limit(1024));
+    app.post("/upload", move |mut req: Request| {
+        let first_tx = first_tx.clone();
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let mut body = req.body_stream();
+            let mut total = 0;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                if total == 0 {
+                    let _ = first_tx.send(chunk.len()).await;
+                }
+                total += chunk.len();
+            }
+            Ok::<_, verb::HttpError>(format!("{total} bytes"))
+        }
+    })
+    .stream_body(1_000_000);
+    app.post("/buffered", |req: Request| async move {
+        format!("{}", req.body().len())
+    });
+    let server = TestServer::start(app).await;
+
+    // 600 KB in 100 KB chunks: the handler has the first before the second is sent.
+    let (tx, response) = post_streaming(server.addr(), "/upload", None).await;
+    tx.send(verb::Bytes::from(vec![b'a'; 100_000]))
+        .await
+        .unwrap();
+    assert!(first_rx.recv().await.unwrap() > 0);
+    for _ in 0..5 {
+        tx.send(verb::Bytes::from(vec![b'b'; 100_000]))
+            .await
+            .unwrap();
+    }
+    drop(tx);
+    assert_eq!(
+        response.await.unwrap(),
+        (StatusCode::OK, "600000 bytes".to_owned())
+    );
+
+    // A chunked body that grows past the route's limit: 413 from the handler's `?`.
+    let (tx, response) = post_streaming(server.addr(), "/upload", None).await;
+    for _ in 0..11 {
+        if tx
+            .send(verb::Bytes::from(vec![b'c'; 100_000]))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(tx);
+    let (status, body) = response.await.unwrap();
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "Payload Too Large"
+    );
+
+    // Declared too large: refused before the handler runs, with nothing sent but the head.
+    let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+    let (tx, response) = post_streaming(server.addr(), "/upload", Some(5_000_000)).await;
+    let (status, _) = response.await.unwrap();
+    drop(tx);
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), before);
+
+    // Other routes keep the server's body limit.
+    let buffered = server.post("/buffered").body(vec![b'd'; 2000]).send().await;
+    assert_eq!(buffered.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        server
+            .post("/buffered")
+            .body(vec![b'd'; 1000])
+            .send()
+            .await
+            .text(),
+        "1000"
+    );
+    server.stop().await;
+}
