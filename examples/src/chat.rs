@@ -36,7 +36,8 @@ fn on_message(rooms: &Rooms, ws: &WebSocket, msg: &Message) {
     }));
 }
 
-/// The chat: `GET /` its page, `GET /metrics` Prometheus text, WebSockets on every path.
+/// The chat: `GET /` its page, `GET /metrics` Prometheus text, `GET /healthz` and `GET /readyz`
+/// (503 once a graceful stop begins), WebSockets on every path.
 ///
 /// # Errors
 ///
@@ -51,6 +52,9 @@ pub fn app(origins: &Origins) -> Result<App, verb::MetricsError> {
     app.get("/", |_req| async { Response::html(PAGE) });
     // Prometheus text: open connections, messages and bytes in/out, closes by code, ...
     app.metrics("/metrics")?;
+    // Probes: alive while the process serves; ready until a graceful stop begins.
+    app.health("/healthz");
+    app.readiness("/readyz");
     app.websocket(
         Ws::new()
             .origin_policy(origins.policy())

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::request::Request;
 use crate::response::{IntoResponse, Response};
+use crate::server::Lifecycle;
 
 /// A boxed, sendable future, as handlers and middleware return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -43,6 +44,14 @@ pub trait Handler: Send + Sync + 'static {
     fn body_mode(&self, head: &http::request::Parts) -> BodyMode {
         let _ = head;
         BodyMode::Buffered
+    }
+
+    /// Called by whoever serves this handler (Verb's server when it starts serving, a
+    /// [`HandlerService`](crate::HandlerService) when it is built) with the lifecycle its requests
+    /// follow: a handler that reports readiness keeps it to see a graceful stop begin
+    /// ([`Lifecycle::is_shutting_down`]). The default does nothing; wrappers pass it on.
+    fn serving(&self, lifecycle: &Lifecycle) {
+        let _ = lifecycle;
     }
 }
 
@@ -191,6 +200,10 @@ impl Chain {
 impl Handler for Chain {
     fn body_mode(&self, head: &http::request::Parts) -> BodyMode {
         self.handler.body_mode(head)
+    }
+
+    fn serving(&self, lifecycle: &Lifecycle) {
+        self.handler.serving(lifecycle);
     }
 
     fn call(&self, req: Request) -> BoxFuture<Response> {

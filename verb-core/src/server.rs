@@ -347,20 +347,27 @@ impl Server {
             stopped: CancellationToken::new(),
             shutdown_timeout: self.config.shutdown_timeout,
         });
+        let lifecycle = Lifecycle {
+            shutdown: inner.shutdown.clone(),
+            force: inner.force.clone(),
+            tracker: inner.tracker.clone(),
+            listeners: Arc::clone(&inner.listeners),
+        };
+        self.handler.serving(&lifecycle);
         let shared = Arc::new(Shared {
             dispatch: Dispatch {
                 handler: self.handler,
-                lifecycle: Lifecycle {
-                    shutdown: inner.shutdown.clone(),
-                    force: inner.force.clone(),
-                    tracker: inner.tracker.clone(),
-                    listeners: Arc::clone(&inner.listeners),
-                },
+                lifecycle,
                 body_limit: self.config.body_limit,
                 body_read_timeout: self.config.body_read_timeout,
                 secure: self.tls.is_some(),
             },
             http1: self.config.http1(),
+            http1_last: {
+                let mut last = self.config.http1();
+                last.keep_alive(false);
+                last
+            },
             write_timeout: self.config.write_timeout,
             max_connections: self.config.max_connections,
             tls: self.tls,
@@ -593,6 +600,8 @@ impl fmt::Debug for ServerHandle {
 struct Shared {
     dispatch: Dispatch,
     http1: http1::Builder,
+    /// For connections accepted during a graceful stop: one response, then close.
+    http1_last: http1::Builder,
     write_timeout: Duration,
     max_connections: Option<usize>,
     tls: Option<TlsConfig>,
@@ -645,10 +654,27 @@ async fn refuse(mut stream: TcpStream, remote: SocketAddr) {
     let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
 }
 
+/// Resolves once the accept loop is the only task left: every connection and upgrade has finished.
+async fn drained(inner: &HandleInner) {
+    while inner.tracker.len() > 1 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inner: Arc<HandleInner>) {
+    // During a graceful stop the listener stays open until what is in flight has finished: a client
+    // that arrives then (a load balancer's readiness probe, a request routed before the balancer
+    // noticed) gets one answer on a connection that then closes, instead of a refused connection.
+    let mut stopping = false;
     loop {
         let accepted = tokio::select! {
-            () = inner.shutdown.cancelled() => break,
+            biased;
+            () = inner.force.cancelled() => break,
+            () = inner.shutdown.cancelled(), if !stopping => {
+                stopping = true;
+                continue;
+            }
+            () = drained(&inner), if stopping => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -678,12 +704,19 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inner: Arc<Hand
                             remote,
                             Arc::clone(&shared),
                             open,
+                            stopping,
                         );
                         inner.tracker.spawn(conn);
                     }
                     Some(tls) => {
-                        let handshake =
-                            tls_handshake(stream, remote, tls.clone(), Arc::clone(&shared), open);
+                        let handshake = tls_handshake(
+                            stream,
+                            remote,
+                            tls.clone(),
+                            Arc::clone(&shared),
+                            open,
+                            stopping,
+                        );
                         inner.tracker.spawn(handshake);
                     }
                 }
@@ -693,7 +726,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, inner: Arc<Hand
                 // little so a persistent condition does not spin the loop, and keep serving.
                 tracing::warn!(error = %err, "accept failed");
                 tokio::select! {
-                    () = inner.shutdown.cancelled() => break,
+                    () = inner.force.cancelled() => break,
                     () = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }
@@ -708,16 +741,17 @@ async fn tls_handshake(
     tls: TlsConfig,
     shared: Arc<Shared>,
     open: Open,
+    last: bool,
 ) {
     let inner = Arc::clone(&open.inner);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.rustls);
     let handshake = tokio::select! {
-        () = inner.shutdown.cancelled() => return,
+        () = inner.force.cancelled() => return,
         handshake = tokio::time::timeout(tls.handshake_timeout, acceptor.accept(stream)) => handshake,
     };
     match handshake {
         Ok(Ok(stream)) => {
-            serve_connection(Connection::tls(stream), remote, shared, open).await;
+            serve_connection(Connection::tls(stream), remote, shared, open, last).await;
         }
         Ok(Err(err)) => {
             tracing::debug!(%remote, error = %err, "TLS handshake failed; connection dropped");
@@ -732,11 +766,13 @@ async fn tls_handshake(
     }
 }
 
+/// Serves HTTP on one connection; `last`: accepted during a graceful stop, it gets one response.
 async fn serve_connection(
     mut stream: Connection,
     remote: SocketAddr,
     shared: Arc<Shared>,
     open: Open,
+    last: bool,
 ) {
     let inner = Arc::clone(&open.inner);
     stream.set_write_timeout(shared.write_timeout);
@@ -746,8 +782,12 @@ async fn serve_connection(
         let shared = Arc::clone(&service_shared);
         async move { Ok::<_, Infallible>(shared.dispatch.handle(req, remote).await) }
     });
-    let conn = shared
-        .http1
+    let builder = if last {
+        &shared.http1_last
+    } else {
+        &shared.http1
+    };
+    let conn = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
@@ -756,7 +796,8 @@ async fn serve_connection(
         biased;
         () = inner.force.cancelled() => return,
         result = conn.as_mut() => result,
-        () = inner.shutdown.cancelled() => {
+        // A connection accepted during the stop has keep-alive off already: let it be answered.
+        () = inner.shutdown.cancelled(), if !last => {
             conn.as_mut().graceful_shutdown();
             tokio::select! {
                 () = inner.force.cancelled() => return,

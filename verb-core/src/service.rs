@@ -84,10 +84,12 @@ impl HandlerService {
     /// over TLS (it decides the scheme of the request's own origin, which WebSocket endpoints compare
     /// with `Origin`).
     pub fn from_boxed(handler: BoxHandler, config: &ServerConfig, secure: bool) -> Self {
+        let lifecycle = Lifecycle::detached();
+        handler.serving(&lifecycle);
         Self {
             dispatch: Arc::new(Dispatch {
                 handler,
-                lifecycle: Lifecycle::detached(),
+                lifecycle,
                 body_limit: config.get_body_limit(),
                 body_read_timeout: config.get_body_read_timeout(),
                 secure,
@@ -332,6 +334,10 @@ where
 
     fn body_mode(&self, head: &http::request::Parts) -> BodyMode {
         self.inner.body_mode(head)
+    }
+
+    fn serving(&self, lifecycle: &Lifecycle) {
+        self.inner.serving(lifecycle);
     }
 }
 

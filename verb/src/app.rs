@@ -7,9 +7,9 @@ use crate::monitor::{MetricsError, Stats};
 use verb_core::service::HandlerCall;
 use verb_core::{
     Body, BodyMode, BoxError, BoxFuture, BoxHandler, BoxMiddleware, Chain, Error, Handler,
-    HandlerService, HeaderValue, HttpError, IntoResponse, ListenAddr, Method, Middleware, Params,
-    Request, Response, Server, ServerConfig, ServerHandle, ServiceHandler, StatusCode, TlsConfig,
-    header,
+    HandlerService, HeaderValue, HttpError, IntoResponse, Lifecycle, ListenAddr, Method,
+    Middleware, Params, Request, Response, Server, ServerConfig, ServerHandle, ServiceHandler,
+    StatusCode, TlsConfig, header,
 };
 use verb_rooms::{Delivery, Rooms};
 use verb_router::{Miss, Router};
@@ -84,6 +84,30 @@ pub struct App {
     tls: Option<TlsConfig>,
     /// tower layers around the whole app, innermost first.
     layers: Vec<LayerFn>,
+    /// The lifecycles of whoever serves the app (readiness reads them).
+    serving: Serving,
+}
+
+/// The lifecycles the frozen app is served under: one per server (or tower service) serving it.
+#[derive(Clone, Default)]
+struct Serving(Arc<std::sync::Mutex<Vec<Lifecycle>>>);
+
+impl Serving {
+    fn add(&self, lifecycle: &Lifecycle) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(lifecycle.clone());
+    }
+
+    /// Whether a graceful stop has begun for any of them.
+    fn is_stopping(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(Lifecycle::is_shutting_down)
+    }
 }
 
 /// A tower layer, type-erased: wraps the app's handler.
@@ -112,7 +136,55 @@ impl App {
             rooms: Rooms::new(),
             tls: None,
             layers: Vec::new(),
+            serving: Serving::default(),
         }
+    }
+
+    /// A liveness probe on `path`: `GET` answers `200 {"status":"ok"}` while the process serves.
+    ///
+    /// # Panics
+    ///
+    /// As [`route`](Self::route).
+    #[track_caller]
+    pub fn health(&mut self, path: &str) -> Route<'_> {
+        self.get(path, |_req| async {
+            Response::json(&serde_json::json!({ "status": "ok" }))
+        })
+    }
+
+    /// A readiness probe on `path`: `GET` answers `200 {"status":"ready"}`, and `503` (the usual JSON
+    /// error, `Retry-After: 5`) from the moment a graceful stop of the server serving the app begins,
+    /// so a load balancer stops sending new clients while the open ones are told goodbye.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let mut app = verb::create_server();
+    /// app.health("/healthz");
+    /// app.readiness("/readyz");
+    /// let server = verb::test::TestServer::start(app).await;
+    /// assert_eq!(server.get("/readyz").await.status(), 200);
+    /// # server.stop().await;
+    /// # });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`route`](Self::route).
+    #[track_caller]
+    pub fn readiness(&mut self, path: &str) -> Route<'_> {
+        let serving = self.serving.clone();
+        self.get(path, move |_req| {
+            let stopping = serving.is_stopping();
+            async move {
+                if stopping {
+                    HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
+                        .into_response()
+                        .header(header::RETRY_AFTER, "5")
+                } else {
+                    Response::json(&serde_json::json!({ "status": "ready" }))
+                }
+            }
+        })
     }
 
     /// The protocol this app was created for.
@@ -611,6 +683,7 @@ impl App {
             body_modes,
             websocket,
             miss,
+            serving: self.serving,
         };
         let handler = self
             .layers
@@ -792,6 +865,8 @@ struct Dispatcher {
     is_ws: Vec<bool>,
     /// Routes that said how they take their body ([`Route::stream_body`]).
     body_modes: Vec<Option<BodyMode>>,
+    /// Where the lifecycles of those serving the app go ([`App::readiness`]).
+    serving: Serving,
     /// The any-path WebSocket endpoint (`App::websocket`).
     websocket: Option<Chain>,
     miss: Chain,
@@ -806,6 +881,10 @@ enum MissReason {
 }
 
 impl Handler for Dispatcher {
+    fn serving(&self, lifecycle: &Lifecycle) {
+        self.serving.add(lifecycle);
+    }
+
     /// The matched route's: a routing lookup for requests that have a body to read.
     fn body_mode(&self, head: &http::request::Parts) -> BodyMode {
         let Ok(found) = self.router.at(head.method.as_str(), head.uri.path()) else {

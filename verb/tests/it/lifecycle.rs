@@ -292,3 +292,47 @@ async fn a_websocket_that_never_answers_the_stop_is_dropped_at_the_deadline() {
         .ok();
     assert_eq!(&received[..4], &[0x88, 22, 0x03, 0xE9], "{received:?}");
 }
+
+/// During a graceful stop the server still answers newcomers, once each: readiness says 503 from
+/// the moment the stop begins, liveness 200, and the listener closes once what was in flight is done.
+#[tokio::test]
+async fn readiness_fails_while_a_graceful_stop_drains() {
+    let mut app = verb::create_server();
+    app.health("/healthz");
+    app.readiness("/readyz");
+    app.ws("/ws", Ws::new());
+    let server = verb::test::TestServer::start(app).await;
+    let addr = server.addr();
+    let probe = verb::test::TestServer::at(addr);
+    assert_eq!(
+        probe.get("/readyz").await.json::<serde_json::Value>()["status"],
+        "ready"
+    );
+
+    // A WebSocket that does not answer the server's close keeps the stop draining.
+    let mut lingering = server.ws("/ws").await;
+    let stopping = tokio::spawn(async move { server.stop().await });
+    let mut refused = None;
+    for _ in 0..200 {
+        let ready = probe.get("/readyz").await;
+        if ready.status() == StatusCode::SERVICE_UNAVAILABLE {
+            refused = Some(ready);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refused = refused.expect("readiness fails once the stop begins");
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    assert_eq!(refused.header("connection"), Some("close"));
+    assert_eq!(
+        refused.json::<serde_json::Value>()["error"],
+        "Service Unavailable"
+    );
+    assert_eq!(probe.get("/healthz").await.status(), StatusCode::OK);
+
+    // The socket hears 1001; once it answers, the stop completes and the port closes.
+    assert_eq!(lingering.recv_close().await.0, CloseCode::GOING_AWAY);
+    drop(lingering);
+    stopping.await.unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
