@@ -9,6 +9,8 @@
 //! ```text
 //! cargo run --release -p examples --example plain-broadcast -- --port 9002 [--compression shared]
 //! ```
+//!
+//! `--in-axum` serves the same app inside an axum router, for the benchmarks.
 
 use clap::{Parser, ValueEnum};
 use examples::Common;
@@ -26,6 +28,9 @@ struct Cli {
     /// permessage-deflate for clients that offer it.
     #[arg(long, value_enum, default_value_t = Deflate::Off)]
     compression: Deflate,
+    /// Serve through axum (`Router::fallback_service(app.into_service())`) instead of Verb's server.
+    #[arg(long)]
+    in_axum: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -61,6 +66,9 @@ async fn main() -> anyhow::Result<()> {
             rooms.to(ALL).send(msg);
         }),
     );
+    if cli.in_axum {
+        return examples::web::serve_in_axum(app, cli.common.addr()).await;
+    }
     app.listen(cli.common.addr()).await?;
     Ok(())
 }

@@ -25,28 +25,6 @@ struct Cli {
     in_axum: bool,
 }
 
-/// Serves `app` as axum's fallback service until SIGINT/SIGTERM; the sockets get 1001 at the end.
-async fn serve_in_axum(app: App, addr: (&str, u16)) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
-    let mut signal = verb::ShutdownSignal::install()?;
-    let service = app.into_service();
-    let stop = service.stop_handle();
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!("listening on http://{}", listener.local_addr()?);
-    // As Verb's server does: small frames must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let router = axum::Router::new().fallback_service(service);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = signal.recv().await;
-            let _ = stop.stop().await;
-        })
-        .await?;
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -61,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
             }),
     );
     if cli.in_axum {
-        return serve_in_axum(app, cli.common.addr()).await;
+        return examples::web::serve_in_axum(app, cli.common.addr()).await;
     }
     app.listen(cli.common.addr()).await?;
     Ok(())

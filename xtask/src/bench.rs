@@ -405,6 +405,10 @@ fn servers(verb_dir: &Path, bench_dir: &Path, bun_dir: &Path) -> Vec<Server> {
         peer("fastwebsockets-broadcast", Suite::Broadcast, None),
         bun("bun broadcast", Suite::Broadcast, "broadcast.ts"),
         verb("verb plain-broadcast", Suite::Broadcast, None),
+        Server {
+            args: &["--in-axum"],
+            ..verb("verb plain-broadcast in axum", Suite::Broadcast, None)
+        },
     ];
     for suite in [Suite::Echo, Suite::Idle] {
         all.extend([

@@ -604,3 +604,48 @@ async fn streamed_request_bodies_arrive_as_they_are_sent_within_the_route_limit(
     );
     server.stop().await;
 }
+
+/// Upgrades pass the layers before their `101` (which the layers may decorate), and the WebSocket
+/// works behind them: compression, CORS and timeouts leave it alone, request ids mark its 101.
+#[tokio::test]
+async fn websockets_upgrade_through_tower_layers() {
+    use tower_http::compression::CompressionLayer;
+    use tower_http::cors::CorsLayer;
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::timeout::TimeoutLayer;
+
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new().message(|ws: &WebSocket, msg: Message| {
+            ws.send(msg);
+        }),
+    );
+    app.layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        Duration::from_millis(200),
+    ));
+    app.layer(CompressionLayer::new());
+    app.layer(CorsLayer::permissive());
+    app.layer(PropagateRequestIdLayer::x_request_id());
+    app.layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    let server = TestServer::start(app).await;
+
+    let mut ws = server
+        .try_ws("/ws", &[("accept-encoding", "gzip")])
+        .await
+        .unwrap();
+    assert!(ws.response_headers().contains_key("x-request-id"));
+    // Longer than the timeout layer's limit: the connection outlives its request.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = "through the layers ".repeat(100);
+    ws.send_text(&text).await;
+    assert_eq!(ws.recv_text().await, text);
+    // The origin check still runs, after the layers.
+    let refused = server
+        .try_ws("/ws", &[("origin", "https://evil.example")])
+        .await;
+    assert_eq!(refused.err(), Some(StatusCode::FORBIDDEN));
+    drop(ws);
+    server.stop().await;
+}
