@@ -63,7 +63,7 @@ pub use origin::{AllowedOrigin, InvalidOrigin, OriginPolicy};
 pub use request::{InvalidParam, Params, Request, RequestBuilder};
 pub use response::{Html, IntoResponse, Json, Response};
 pub use server::{Lifecycle, Server, ServerConfig, ServerHandle, ShutdownSignal, shutdown_signal};
-pub use service::{HandlerService, RemoteAddr, ServiceHandler, StopHandle};
+pub use service::{HandlerService, HttpService, RemoteAddr, ServiceHandler, StopHandle};
 pub use sse::{DEFAULT_KEEP_ALIVE, Sse, SseEvent};
 pub use stop::{StopListener, StopRegistration, StopSignal};
 pub use tls::{DevCertificate, TlsConfig, TlsError};

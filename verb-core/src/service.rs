@@ -293,19 +293,10 @@ impl tower_service::Service<http::Request<Body>> for HandlerCall {
 /// assert_eq!(res.body(), "inner");
 /// # });
 /// ```
-pub fn layer<L, S, B>(handler: BoxHandler, layer: L) -> BoxHandler
+pub fn layer<L>(handler: BoxHandler, layer: L) -> BoxHandler
 where
-    L: tower_layer::Layer<HandlerCall, Service = S>,
-    S: tower_service::Service<http::Request<Body>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    L: tower_layer::Layer<HandlerCall>,
+    L::Service: HttpService,
 {
     let outer = ServiceHandler::new(layer.layer(HandlerCall {
         handler: Arc::clone(&handler),
@@ -341,6 +332,40 @@ where
     }
 }
 
+/// What Verb can mount or layer: a cloneable, shareable tower service over `http::Request<Body>`
+/// whose response body is any `http_body::Body` (axum's `Router`, tower-http's services and layered
+/// stacks all are). Implemented for every such service; not to be implemented by hand.
+pub trait HttpService:
+    tower_service::Service<
+        http::Request<Body>,
+        Response = http::Response<Self::ResBody>,
+        Error: Into<BoxError> + Send,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+    /// The body of its responses.
+    type ResBody: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B> HttpService for S
+where
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError> + Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type ResBody = B;
+}
+
 /// A tower service (an axum `Router`, tower-http's `ServeDir`, any `Service<http::Request<Body>>`) as
 /// a Verb [`Handler`]. Its errors answer `500` with the usual JSON body, and are logged.
 ///
@@ -373,19 +398,7 @@ impl<S> fmt::Debug for ServiceHandler<S> {
     }
 }
 
-impl<S, B> Handler for ServiceHandler<S>
-where
-    S: tower_service::Service<http::Request<Body>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+impl<S: HttpService> Handler for ServiceHandler<S> {
     /// A tower service reads its body as it arrives (within the server's body limit).
     fn body_mode(&self, _head: &http::request::Parts) -> BodyMode {
         BodyMode::Streamed { limit: None }

@@ -4,12 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::monitor::{MetricsError, Stats};
-use verb_core::service::HandlerCall;
+use verb_core::service::{HandlerCall, HttpService};
 use verb_core::{
-    Body, BodyMode, BoxError, BoxFuture, BoxHandler, BoxMiddleware, Chain, Error, Handler,
-    HandlerService, HeaderValue, HttpError, IntoResponse, Lifecycle, ListenAddr, Method,
-    Middleware, Params, Request, Response, Server, ServerConfig, ServerHandle, ServiceHandler,
-    StatusCode, TlsConfig, header,
+    BodyMode, BoxFuture, BoxHandler, BoxMiddleware, Chain, Error, Handler, HandlerService,
+    HeaderValue, HttpError, IntoResponse, Lifecycle, ListenAddr, Method, Middleware, Params,
+    Request, Response, Server, ServerConfig, ServerHandle, ServiceHandler, StatusCode, TlsConfig,
+    header,
 };
 use verb_rooms::{Delivery, Rooms};
 use verb_router::{Miss, Router};
@@ -525,19 +525,10 @@ impl App {
     /// // Any tower layer; `tower_layer::layer_fn(|s| s)` is one that passes requests on.
     /// app.layer(tower_layer::layer_fn(|inner| inner));
     /// ```
-    pub fn layer<L, S, B>(&mut self, layer: L) -> &mut Self
+    pub fn layer<L>(&mut self, layer: L) -> &mut Self
     where
-        L: tower_layer::Layer<HandlerCall, Service = S> + Send + Sync + 'static,
-        S: tower_service::Service<http::Request<Body>, Response = http::Response<B>>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError> + Send,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        L: tower_layer::Layer<HandlerCall> + Send + Sync + 'static,
+        L::Service: HttpService,
     {
         self.layers.push(Box::new(move |inner| {
             verb_core::service::layer(inner, layer)
@@ -552,19 +543,7 @@ impl App {
     ///
     /// As [`route`](Self::route).
     #[track_caller]
-    pub fn route_service<S, B>(&mut self, path: &str, service: S) -> Route<'_>
-    where
-        S: tower_service::Service<http::Request<Body>, Response = http::Response<B>>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError> + Send,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
+    pub fn route_service<S: HttpService>(&mut self, path: &str, service: S) -> Route<'_> {
         self.all(path, ServiceHandler::new(service))
     }
 
@@ -587,19 +566,7 @@ impl App {
     /// If `prefix` does not start with `/`, ends with `/`, holds a parameter, or conflicts with
     /// another route.
     #[track_caller]
-    pub fn nest_service<S, B>(&mut self, prefix: &str, service: S) -> &mut Self
-    where
-        S: tower_service::Service<http::Request<Body>, Response = http::Response<B>>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError> + Send,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
+    pub fn nest_service<S: HttpService>(&mut self, prefix: &str, service: S) -> &mut Self {
         assert!(
             prefix.starts_with('/') && !prefix.ends_with('/') && !prefix.contains([':', '*', '{']),
             "nest_service prefix `{prefix}` must start with `/`, not end with `/`, and hold no parameter"
