@@ -56,3 +56,11 @@ fn config_offers_compression_to_python_websockets() {
     let example = Example::start("config", &[]);
     run_client("config", &format!("ws://{}/ws", example.addr));
 }
+
+/// The same endpoint served by axum (`plain-echo --in-axum`): compression, fragments, limits and the
+/// deflate bomb behave the same over hyper's upgraded connection.
+#[test]
+fn plain_echo_in_axum_speaks_permessage_deflate_with_python_websockets() {
+    let example = Example::start("plain-echo", &["--max-payload", "1048576", "--in-axum"]);
+    run_client("echo", &format!("ws://{}/", example.addr));
+}
