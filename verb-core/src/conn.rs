@@ -94,6 +94,35 @@ impl Connection {
         Poll::Pending
     }
 
+    /// Whether the client speaks HTTP/2 on it: over TLS, whether ALPN chose `h2`; over plain TCP,
+    /// whether its first bytes are HTTP/2's connection preface (h2c with prior knowledge), looked at
+    /// without consuming them. Waits for the client's first bytes.
+    ///
+    /// # Errors
+    ///
+    /// When the socket fails.
+    pub(crate) async fn speaks_http2(&self) -> io::Result<bool> {
+        const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        let tcp = match &self.inner {
+            Inner::Tls(tls) => return Ok(tls.get_ref().1.alpn_protocol() == Some(b"h2")),
+            Inner::Plain(tcp) => tcp,
+        };
+        let mut buf = [0u8; PREFACE.len()];
+        loop {
+            let seen = tcp.peek(&mut buf).await?;
+            if seen == 0 || buf[..seen] != PREFACE[..seen] {
+                // The end, or a byte no preface has: HTTP/1.1 (hyper answers what it is).
+                return Ok(false);
+            }
+            if seen == PREFACE.len() {
+                return Ok(true);
+            }
+            // A prefix of the preface so far: wait for more (`peek` returns at once while data is
+            // there, so wait until the socket has something new).
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     /// Whether the connection is encrypted.
     pub(crate) fn is_tls(&self) -> bool {
         matches!(self.inner, Inner::Tls(_))

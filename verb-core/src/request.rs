@@ -158,6 +158,15 @@ impl Request {
         self.head.headers.get(name)?.to_str().ok()
     }
 
+    /// The `:protocol` pseudo-header of an HTTP/2 extended CONNECT (RFC 8441: `websocket` for a
+    /// WebSocket over an HTTP/2 stream); `None` for every other request.
+    pub fn protocol(&self) -> Option<&str> {
+        self.head
+            .extensions
+            .get::<hyper::ext::Protocol>()
+            .map(hyper::ext::Protocol::as_str)
+    }
+
     /// The `Last-Event-ID` header: the id of the last Server-Sent Event a reconnecting browser saw
     /// (see [`Sse`](crate::Sse)).
     pub fn last_event_id(&self) -> Option<&str> {

@@ -13,9 +13,9 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::StatusCode;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -56,6 +56,7 @@ pub struct ServerConfig {
     write_timeout: Duration,
     max_connections: Option<usize>,
     shutdown_timeout: Duration,
+    max_concurrent_streams: u32,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +70,7 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(30),
             max_connections: None,
             shutdown_timeout: Duration::from_secs(10),
+            max_concurrent_streams: 200,
         }
     }
 }
@@ -189,6 +191,35 @@ impl ServerConfig {
     /// The graceful stop's deadline.
     pub fn get_shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout
+    }
+
+    /// HTTP/2: how many streams (requests, WebSockets over RFC 8441) a client may have open at once on
+    /// one connection (`SETTINGS_MAX_CONCURRENT_STREAMS`; default 200). Streams beyond it are refused
+    /// by the protocol (`REFUSED_STREAM`); the connection stays.
+    pub fn max_concurrent_streams(mut self, streams: u32) -> Self {
+        self.max_concurrent_streams = streams.max(1);
+        self
+    }
+
+    /// The HTTP/2 concurrent stream limit.
+    pub fn get_max_concurrent_streams(&self) -> u32 {
+        self.max_concurrent_streams
+    }
+
+    /// HTTP/2, for clients that speak it (ALPN `h2` over TLS, the preface over plain TCP).
+    fn http2(&self) -> http2::Builder<TokioExecutor> {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(self.max_concurrent_streams)
+            // The head limit, as for HTTP/1.1 (the decoded header list; HPACK's table aside).
+            .max_header_list_size(u32::try_from(self.max_header_size).unwrap_or(u32::MAX))
+            // A peer that stops answering pings for 20 s is gone.
+            .keep_alive_interval(Some(Duration::from_secs(20)))
+            .keep_alive_timeout(Duration::from_secs(20))
+            // RFC 8441: WebSockets over HTTP/2 streams (extended CONNECT).
+            .enable_connect_protocol();
+        builder
     }
 
     fn http1(&self) -> http1::Builder {
@@ -368,6 +399,8 @@ impl Server {
                 last.keep_alive(false);
                 last
             },
+            http2: self.config.http2(),
+            header_read_timeout: self.config.header_read_timeout,
             write_timeout: self.config.write_timeout,
             max_connections: self.config.max_connections,
             tls: self.tls,
@@ -602,6 +635,8 @@ struct Shared {
     http1: http1::Builder,
     /// For connections accepted during a graceful stop: one response, then close.
     http1_last: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    header_read_timeout: Duration,
     write_timeout: Duration,
     max_connections: Option<usize>,
     tls: Option<TlsConfig>,
@@ -766,6 +801,44 @@ async fn tls_handshake(
     }
 }
 
+/// How long an HTTP/2 connection accepted during a graceful stop may send requests before GOAWAY.
+const LAST_CONNECTION_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs a pinned hyper connection to its end, finishing it gracefully when a stop begins (HTTP/1.1:
+/// after the request in flight; HTTP/2: GOAWAY, then the streams in flight) and dropping it when the
+/// stop is forced. `last`: accepted during the stop (HTTP/1.1 keep-alive is off already; HTTP/2 gets
+/// a moment, then GOAWAY). `None` when it was dropped. A macro: hyper's two connection types share no
+/// trait for `graceful_shutdown`.
+macro_rules! drive {
+    ($conn:expr, $inner:expr, $last:expr) => {{
+        let mut conn = $conn;
+        let inner: &HandleInner = $inner;
+        let grace = async {
+            if $last {
+                tokio::time::sleep(LAST_CONNECTION_GRACE).await;
+            } else {
+                inner.shutdown.cancelled().await;
+            }
+        };
+        let early = tokio::select! {
+            biased;
+            () = inner.force.cancelled() => Some(None),
+            result = conn.as_mut() => Some(Some(result)),
+            () = grace => {
+                conn.as_mut().graceful_shutdown();
+                None
+            }
+        };
+        match early {
+            Some(done) => done,
+            None => tokio::select! {
+                () = inner.force.cancelled() => None,
+                result = conn.as_mut() => Some(result),
+            },
+        }
+    }};
+}
+
 /// Serves HTTP on one connection; `last`: accepted during a graceful stop, it gets one response.
 async fn serve_connection(
     mut stream: Connection,
@@ -782,28 +855,35 @@ async fn serve_connection(
         let shared = Arc::clone(&service_shared);
         async move { Ok::<_, Infallible>(shared.dispatch.handle(req, remote).await) }
     });
-    let builder = if last {
-        &shared.http1_last
-    } else {
-        &shared.http1
-    };
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-
-    let result = tokio::select! {
-        biased;
-        () = inner.force.cancelled() => return,
-        result = conn.as_mut() => result,
-        // A connection accepted during the stop has keep-alive off already: let it be answered.
-        () = inner.shutdown.cancelled(), if !last => {
-            conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                () = inner.force.cancelled() => return,
-                result = conn.as_mut() => result,
-            }
+    // HTTP/2 or HTTP/1.1, decided before hyper reads a byte (ALPN, or the preface peeked at), so
+    // that hyper gets Verb's own connection type and upgrades hand it back unwrapped.
+    let h2 = match tokio::time::timeout(shared.header_read_timeout, stream.speaks_http2()).await {
+        Ok(Ok(h2)) => h2,
+        Ok(Err(err)) => {
+            tracing::debug!(%remote, error = %err, "connection failed before its first request");
+            return;
         }
+        Err(_) => {
+            tracing::warn!(%remote, "request head not received in time; connection dropped");
+            return;
+        }
+    };
+    let result = if h2 {
+        let conn = shared.http2.serve_connection(TokioIo::new(stream), service);
+        drive!(std::pin::pin!(conn), &inner, last)
+    } else {
+        let builder = if last {
+            &shared.http1_last
+        } else {
+            &shared.http1
+        };
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        drive!(std::pin::pin!(conn), &inner, last)
+    };
+    let Some(result) = result else {
+        return;
     };
     if let Err(err) = result {
         log_connection_error(&err, remote);
@@ -912,11 +992,17 @@ impl Dispatch {
         B::Error: Into<BoxError>,
     {
         let (mut head, body) = req.into_parts();
-        if head.headers.contains_key(http::header::UPGRADE) {
-            // Only protocol upgrades outlive their request and need to follow the server's lifecycle.
+        if head.headers.contains_key(http::header::UPGRADE) || head.method == http::Method::CONNECT
+        {
+            // Only protocol upgrades (HTTP/1.1 `Upgrade`, HTTP/2 CONNECT) outlive their request and
+            // need to follow the server's lifecycle.
             head.extensions.insert(self.lifecycle.clone());
         }
         let req = match self.handler.body_mode(&head) {
+            // A CONNECT's "body" is the tunnel, which starts after the response: nothing to read.
+            _ if head.method == http::Method::CONNECT => {
+                Request::from_parts(head, Bytes::new(), remote)
+            }
             BodyMode::Buffered => match self.read_body(&head.headers, body).await {
                 Ok(body) => Request::from_parts(head, body, remote),
                 Err(err) => {

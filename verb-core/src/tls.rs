@@ -179,7 +179,8 @@ impl TlsConfig {
                     reason: other.to_string(),
                 },
             })?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 first, as browsers prefer it; HTTP/1.1 for the rest.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
             rustls: Arc::new(config),
             handshake_timeout: Duration::from_secs(10),
@@ -198,7 +199,7 @@ impl TlsConfig {
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsConfig")
-            .field("alpn", &"http/1.1")
+            .field("alpn", &["h2", "http/1.1"])
             .field("handshake_timeout", &self.handshake_timeout)
             .finish_non_exhaustive()
     }

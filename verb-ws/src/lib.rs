@@ -54,7 +54,7 @@ pub use handler::{ConnectionCount, WebSocketHandler, Ws};
 pub use message::{CloseCode, InvalidJson, Message, Utf8Bytes};
 pub use proto::deflate::Compression;
 pub use socket::{Expiry, PreparedMessage, ReadyState, SendStatus, WebSocket};
-pub use upgrade::is_upgrade_request;
+pub use upgrade::{is_upgrade_request, is_websocket_request};
 
 #[doc(no_inline)]
 pub use verb_core;

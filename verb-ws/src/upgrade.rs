@@ -54,51 +54,16 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
         stats::upgrade(refused.status());
         return refused.into_response();
     }
-    if req.method() != Method::GET {
-        return refuse(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "a WebSocket upgrade must use GET",
-        )
-        .header(header::ALLOW, "GET");
-    }
-    if req.version() < Version::HTTP_11 {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "a WebSocket upgrade needs HTTP/1.1",
-        );
-    }
-    if !is_upgrade_request(req.headers()) {
-        return refuse(
-            StatusCode::UPGRADE_REQUIRED,
-            "this endpoint speaks WebSocket: send `Upgrade: websocket`",
-        )
-        .header(header::UPGRADE, "websocket")
-        .header(header::CONNECTION, "Upgrade");
-    }
-    if !has_token(req.headers(), header::CONNECTION, "upgrade") {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "a WebSocket upgrade needs `Connection: Upgrade`",
-        );
-    }
-    if req
-        .headers()
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_none_or(|v| v.as_bytes() != b"13")
-    {
-        return refuse(
-            StatusCode::UPGRADE_REQUIRED,
-            "unsupported or missing Sec-WebSocket-Version; this server speaks 13",
-        )
-        .header(header::SEC_WEBSOCKET_VERSION, "13");
-    }
-    let key = match req.headers().get(header::SEC_WEBSOCKET_KEY) {
-        Some(key) if valid_key(key.as_bytes()) => key.clone(),
-        _ => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "missing or malformed Sec-WebSocket-Key",
-            );
+    let key = if req.version() == Version::HTTP_2 {
+        // RFC 8441: an extended CONNECT opens a WebSocket on this stream; no key, and `200`.
+        if let Err(refused) = check_extended_connect(&req) {
+            return refused;
+        }
+        None
+    } else {
+        match check_http11(&req) {
+            Ok(key) => Some(key),
+            Err(refused) => return refused,
         }
     };
     let on_upgrade = match req.upgrade() {
@@ -132,16 +97,22 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
     };
 
     let protocol = choose_protocol(req.headers(), &config.protocols);
-    let mut response = Response::new(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::UPGRADE, "websocket")
-        .header(header::CONNECTION, "Upgrade");
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    // The accept key is base64, always a valid header value.
-    if let Ok(accept) = HeaderValue::try_from(accept) {
-        response
-            .headers_mut()
-            .insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
+    let mut response = match &key {
+        Some(key) => {
+            let mut response = Response::new(StatusCode::SWITCHING_PROTOCOLS)
+                .header(header::UPGRADE, "websocket")
+                .header(header::CONNECTION, "Upgrade");
+            let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+            // The accept key is base64, always a valid header value.
+            if let Ok(accept) = HeaderValue::try_from(accept) {
+                response
+                    .headers_mut()
+                    .insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+            }
+            response
+        }
+        None => Response::new(StatusCode::OK),
+    };
     if let Some(protocol) = &protocol {
         if let Ok(value) = HeaderValue::try_from(protocol.as_str()) {
             response
@@ -187,7 +158,7 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
         endpoint.metrics.get(),
         extensions,
     );
-    stats::upgrade(StatusCode::SWITCHING_PROTOCOLS);
+    stats::upgrade(response.status());
     let start = Box::new(engine::Start {
         on_upgrade,
         req,
@@ -200,6 +171,105 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
     });
     lifecycle.spawn(engine::run(start));
     response
+}
+
+/// The HTTP/1.1 handshake's checks (RFC 6455 §4.2.1); the client's key.
+#[allow(
+    clippy::result_large_err,
+    reason = "a refusal is the answer itself, made once per refused handshake"
+)]
+fn check_http11(req: &Request) -> Result<HeaderValue, Response> {
+    if req.method() != Method::GET {
+        return Err(refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "a WebSocket upgrade must use GET",
+        )
+        .header(header::ALLOW, "GET"));
+    }
+    if req.version() < Version::HTTP_11 {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket upgrade needs HTTP/1.1",
+        ));
+    }
+    if !is_upgrade_request(req.headers()) {
+        return Err(refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks WebSocket: send `Upgrade: websocket`",
+        )
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade"));
+    }
+    if !has_token(req.headers(), header::CONNECTION, "upgrade") {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket upgrade needs `Connection: Upgrade`",
+        ));
+    }
+    check_version(req)?;
+    match req.headers().get(header::SEC_WEBSOCKET_KEY) {
+        Some(key) if valid_key(key.as_bytes()) => Ok(key.clone()),
+        _ => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "missing or malformed Sec-WebSocket-Key",
+        )),
+    }
+}
+
+/// RFC 8441 §4–5: `CONNECT` with `:protocol = websocket` and version 13.
+#[allow(
+    clippy::result_large_err,
+    reason = "a refusal is the answer itself, made once per refused handshake"
+)]
+fn check_extended_connect(req: &Request) -> Result<(), Response> {
+    if req.method() != Method::CONNECT {
+        return Err(refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "over HTTP/2 a WebSocket opens with an extended CONNECT (RFC 8441)",
+        )
+        .header(header::ALLOW, "CONNECT"));
+    }
+    if req.protocol() != Some("websocket") {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "an extended CONNECT here needs `:protocol` = websocket",
+        ));
+    }
+    check_version(req)
+}
+
+#[allow(
+    clippy::result_large_err,
+    reason = "a refusal is the answer itself, made once per refused handshake"
+)]
+fn check_version(req: &Request) -> Result<(), Response> {
+    if req
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err(refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported or missing Sec-WebSocket-Version; this server speaks 13",
+        )
+        .header(header::SEC_WEBSOCKET_VERSION, "13"));
+    }
+    Ok(())
+}
+
+/// Whether `req` asks to open a WebSocket: `Upgrade: websocket` (HTTP/1.1), or an HTTP/2 extended
+/// CONNECT with `:protocol = websocket` (RFC 8441).
+///
+/// ```
+/// use verb_core::Request;
+///
+/// let req = Request::builder().header("upgrade", "websocket").build();
+/// assert!(verb_ws::is_websocket_request(&req));
+/// assert!(!verb_ws::is_websocket_request(&Request::builder().build()));
+/// ```
+pub fn is_websocket_request(req: &Request) -> bool {
+    is_upgrade_request(req.headers())
+        || (req.method() == Method::CONNECT && req.protocol() == Some("websocket"))
 }
 
 /// The first of the server's protocols that the client offers.

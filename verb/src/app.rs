@@ -343,6 +343,14 @@ impl App {
         let ws = self.endpoint(ws);
         let guard: BoxMiddleware = Arc::new(ws.get_origin_policy().clone());
         let route = self.route(Method::GET, path, ws);
+        // HTTP/2 opens WebSockets with an extended CONNECT (RFC 8441) on the same path.
+        if let Err(err) = route
+            .app
+            .router
+            .route(verb_router::Method::Connect, path, route.index)
+        {
+            panic!("{err}");
+        }
         let entry = &mut route.app.routes[route.index];
         entry.is_ws = true;
         entry.guard = Some(guard);
@@ -885,7 +893,7 @@ impl Handler for Dispatcher {
         };
         if let Some(websocket) = &self.websocket {
             let routed_to_ws = matches!(&found, Ok((index, _)) if self.is_ws[*index]);
-            if !routed_to_ws && verb_ws::is_upgrade_request(req.headers()) {
+            if !routed_to_ws && verb_ws::is_websocket_request(&req) {
                 return websocket.call(req);
             }
         }

@@ -5,6 +5,7 @@ mod client;
 mod deflate;
 mod hostile;
 mod http;
+mod http2;
 mod lifecycle;
 mod limits;
 mod metrics;

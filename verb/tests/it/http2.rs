@@ -1,0 +1,191 @@
+//! HTTP/2 on the same port as HTTP/1.1 (h2c with prior knowledge here), and WebSockets over HTTP/2
+//! streams (RFC 8441 extended CONNECT), with hyper's HTTP/2 client.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as T;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use verb::prelude::*;
+use verb::test::TestServer;
+
+type Sender = hyper::client::conn::http2::SendRequest<Empty<verb::Bytes>>;
+
+/// An HTTP/2 connection with prior knowledge (no TLS, no upgrade).
+async fn h2c(server: &TestServer) -> Sender {
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+async fn get(sender: &mut Sender, server: &TestServer, path: &str) -> (StatusCode, String) {
+    let req = http::Request::get(server.url(path))
+        .body(Empty::new())
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Opens a WebSocket on `path` over a new stream of `sender`'s connection: the response and, on 200,
+/// the WebSocket.
+async fn connect_ws(
+    sender: &mut Sender,
+    server: &TestServer,
+    path: &str,
+    protocol: &'static str,
+) -> (
+    http::response::Parts,
+    Option<WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>>,
+) {
+    let mut req = http::Request::connect(server.url(path))
+        .header("sec-websocket-version", "13")
+        .body(Empty::new())
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static(protocol));
+    let res = sender.send_request(req).await.unwrap();
+    if res.status() != StatusCode::OK {
+        return (res.into_parts().0, None);
+    }
+    let (parts, body) = res.into_parts();
+    let upgraded = hyper::upgrade::on(http::Response::from_parts(parts.clone(), body))
+        .await
+        .unwrap();
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
+    (parts, Some(ws))
+}
+
+fn app() -> App {
+    let mut app = verb::create_server();
+    app.get("/hello", |req: Request| async move {
+        format!("hello over {:?}", req.version())
+    });
+    let rooms = app.rooms().clone();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .max_payload_length(4096)
+            .open(move |ws: &WebSocket, _req: &Request| {
+                let _ = rooms.join("all", ws);
+                ws.send_text("welcome");
+            })
+            .message(|ws: &WebSocket, msg: Message| {
+                ws.send(msg);
+            }),
+    );
+    app
+}
+
+/// Routes answer HTTP/2 with prior knowledge on the HTTP/1.1 port.
+#[tokio::test]
+async fn routes_answer_http2_with_prior_knowledge() {
+    let server = TestServer::start(app()).await;
+    let mut h2 = h2c(&server).await;
+    for _ in 0..3 {
+        assert_eq!(
+            get(&mut h2, &server, "/hello").await,
+            (StatusCode::OK, "hello over HTTP/2.0".to_owned())
+        );
+    }
+    let (status, body) = get(&mut h2, &server, "/missing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"],
+        "Not Found"
+    );
+    // HTTP/1.1 still works on the same port.
+    assert_eq!(server.get("/hello").await.text(), "hello over HTTP/1.1");
+    server.stop().await;
+}
+
+/// RFC 8441: WebSockets over HTTP/2 streams, several on one connection; closing one leaves the
+/// others; limits and close codes as over HTTP/1.1; 1001 on stop.
+#[tokio::test]
+async fn websockets_run_over_http2_streams() {
+    let server = TestServer::start(app()).await;
+    let mut h2 = h2c(&server).await;
+    // The first request makes sure the server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) are in.
+    assert_eq!(get(&mut h2, &server, "/hello").await.0, StatusCode::OK);
+
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        let (head, ws) = connect_ws(&mut h2, &server, "/ws", "websocket").await;
+        assert_eq!(head.status, StatusCode::OK);
+        assert!(!head.headers.contains_key("sec-websocket-accept"));
+        let mut ws = ws.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), T::text("welcome"));
+        sockets.push(ws);
+    }
+    for (n, ws) in sockets.iter_mut().enumerate() {
+        ws.send(T::text(format!("stream {n}"))).await.unwrap();
+    }
+    for (n, ws) in sockets.iter_mut().enumerate() {
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            T::text(format!("stream {n}"))
+        );
+    }
+
+    // One goes over its limit: only it is closed, with 1009.
+    let mut big = sockets.remove(0);
+    big.send(T::text("x".repeat(5000))).await.unwrap();
+    let close = big.next().await.unwrap().unwrap();
+    let T::Close(Some(frame)) = close else {
+        panic!("expected a close, got {close:?}");
+    };
+    assert_eq!(u16::from(frame.code), 1009);
+    drop(big);
+    for ws in &mut sockets {
+        ws.send(T::text("still here")).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), T::text("still here"));
+    }
+
+    // A graceful stop says 1001 on every stream.
+    let stopping = tokio::spawn(async move { server.stop().await });
+    for mut ws in sockets {
+        loop {
+            match ws.next().await {
+                Some(Ok(T::Close(Some(frame)))) => {
+                    assert_eq!(u16::from(frame.code), 1001);
+                    break;
+                }
+                Some(Ok(_)) => {}
+                other => panic!("expected a close, got {other:?}"),
+            }
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// A bad extended CONNECT gets its status on its stream; the connection goes on.
+#[tokio::test]
+async fn bad_extended_connects_get_their_status_and_the_connection_stays() {
+    let server = TestServer::start(app()).await;
+    let mut h2 = h2c(&server).await;
+    assert_eq!(get(&mut h2, &server, "/hello").await.0, StatusCode::OK);
+
+    let (head, _) = connect_ws(&mut h2, &server, "/ws", "not-websocket").await;
+    assert_eq!(head.status, StatusCode::BAD_REQUEST);
+    let (head, _) = connect_ws(&mut h2, &server, "/nowhere", "websocket").await;
+    assert_eq!(head.status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&mut h2, &server, "/ws").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (head, ws) = connect_ws(&mut h2, &server, "/ws", "websocket").await;
+    assert_eq!(head.status, StatusCode::OK);
+    drop(ws);
+    assert_eq!(get(&mut h2, &server, "/hello").await.0, StatusCode::OK);
+    server.stop().await;
+}
