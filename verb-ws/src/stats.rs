@@ -3,7 +3,7 @@
 //! | name | kind | what |
 //! |---|---|---|
 //! | `verb_ws_connections_open` | gauge | open WebSockets |
-//! | `verb_ws_upgrades_total{result, status}` | counter | upgrades accepted (`101`) or refused (by status) |
+//! | `verb_ws_upgrades_total{result, status, http}` | counter | upgrades accepted (`101`; `200` over HTTP/2) or refused (by status), by HTTP version (`1.1`, `2`) |
 //! | `verb_ws_messages_received_total`, `verb_ws_bytes_received_total` | counter | complete data messages in |
 //! | `verb_ws_messages_sent_total`, `verb_ws_bytes_sent_total` | counter | data messages queued out |
 //! | `verb_ws_backpressure_total{event}` | counter | sends over the limit (`backpressured`) or refused (`dropped`) |
@@ -115,12 +115,25 @@ impl EndpointMetrics {
 }
 
 /// Counts an upgrade answered with `status`.
-pub(crate) fn upgrade(status: http::StatusCode) {
-    let result = if status == http::StatusCode::SWITCHING_PROTOCOLS {
+pub(crate) fn upgrade(status: http::StatusCode, version: http::Version) {
+    // HTTP/1.1 accepts with 101, HTTP/2 (RFC 8441) with 200.
+    let result = if status == http::StatusCode::SWITCHING_PROTOCOLS
+        || (status == http::StatusCode::OK && version == http::Version::HTTP_2)
+    {
         "accepted"
     } else {
         "refused"
     };
-    counter!("verb_ws_upgrades_total", "result" => result, "status" => status.as_str().to_owned())
-        .increment(1);
+    let http = if version == http::Version::HTTP_2 {
+        "2"
+    } else {
+        "1.1"
+    };
+    counter!(
+        "verb_ws_upgrades_total",
+        "result" => result,
+        "status" => status.as_str().to_owned(),
+        "http" => http
+    )
+    .increment(1);
 }

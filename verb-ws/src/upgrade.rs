@@ -41,9 +41,9 @@ fn valid_key(key: &[u8]) -> bool {
         && &key[22..] == b"=="
 }
 
-fn refuse(status: StatusCode, message: &'static str) -> Response {
+fn refuse(version: Version, status: StatusCode, message: &'static str) -> Response {
     tracing::debug!(%status, message, "WebSocket upgrade refused");
-    stats::upgrade(status);
+    stats::upgrade(status, version);
     HttpError::new(status, message).into_response()
 }
 
@@ -51,7 +51,7 @@ fn refuse(status: StatusCode, message: &'static str) -> Response {
 pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
     // Before anything else: a cross-site page must learn nothing from this endpoint (RFC 6455 §10.2).
     if let Err(refused) = endpoint.config.origin.check(&req) {
-        stats::upgrade(refused.status());
+        stats::upgrade(refused.status(), req.version());
         return refused.into_response();
     }
     let key = if req.version() == Version::HTTP_2 {
@@ -70,7 +70,7 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
         Ok(on_upgrade) => on_upgrade,
         Err(err) => {
             tracing::error!(error = %err, "WebSocket upgrade impossible");
-            stats::upgrade(StatusCode::INTERNAL_SERVER_ERROR);
+            stats::upgrade(StatusCode::INTERNAL_SERVER_ERROR, req.version());
             return HttpError::internal(
                 "this request cannot be upgraded: its server hands over no connection",
             )
@@ -89,6 +89,7 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
                 "WebSocket upgrade refused: at capacity"
             );
             return refuse(
+                req.version(),
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the server is at its WebSocket connection limit",
             )
@@ -158,7 +159,7 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
         endpoint.metrics.get(),
         extensions,
     );
-    stats::upgrade(response.status());
+    stats::upgrade(response.status(), req.version());
     let start = Box::new(engine::Start {
         on_upgrade,
         req,
@@ -181,6 +182,7 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
 fn check_http11(req: &Request) -> Result<HeaderValue, Response> {
     if req.method() != Method::GET {
         return Err(refuse(
+            req.version(),
             StatusCode::METHOD_NOT_ALLOWED,
             "a WebSocket upgrade must use GET",
         )
@@ -188,12 +190,14 @@ fn check_http11(req: &Request) -> Result<HeaderValue, Response> {
     }
     if req.version() < Version::HTTP_11 {
         return Err(refuse(
+            req.version(),
             StatusCode::BAD_REQUEST,
             "a WebSocket upgrade needs HTTP/1.1",
         ));
     }
     if !is_upgrade_request(req.headers()) {
         return Err(refuse(
+            req.version(),
             StatusCode::UPGRADE_REQUIRED,
             "this endpoint speaks WebSocket: send `Upgrade: websocket`",
         )
@@ -202,6 +206,7 @@ fn check_http11(req: &Request) -> Result<HeaderValue, Response> {
     }
     if !has_token(req.headers(), header::CONNECTION, "upgrade") {
         return Err(refuse(
+            req.version(),
             StatusCode::BAD_REQUEST,
             "a WebSocket upgrade needs `Connection: Upgrade`",
         ));
@@ -210,6 +215,7 @@ fn check_http11(req: &Request) -> Result<HeaderValue, Response> {
     match req.headers().get(header::SEC_WEBSOCKET_KEY) {
         Some(key) if valid_key(key.as_bytes()) => Ok(key.clone()),
         _ => Err(refuse(
+            req.version(),
             StatusCode::BAD_REQUEST,
             "missing or malformed Sec-WebSocket-Key",
         )),
@@ -224,6 +230,7 @@ fn check_http11(req: &Request) -> Result<HeaderValue, Response> {
 fn check_extended_connect(req: &Request) -> Result<(), Response> {
     if req.method() != Method::CONNECT {
         return Err(refuse(
+            req.version(),
             StatusCode::METHOD_NOT_ALLOWED,
             "over HTTP/2 a WebSocket opens with an extended CONNECT (RFC 8441)",
         )
@@ -231,6 +238,7 @@ fn check_extended_connect(req: &Request) -> Result<(), Response> {
     }
     if req.protocol() != Some("websocket") {
         return Err(refuse(
+            req.version(),
             StatusCode::BAD_REQUEST,
             "an extended CONNECT here needs `:protocol` = websocket",
         ));
@@ -249,6 +257,7 @@ fn check_version(req: &Request) -> Result<(), Response> {
         .is_none_or(|v| v.as_bytes() != b"13")
     {
         return Err(refuse(
+            req.version(),
             StatusCode::UPGRADE_REQUIRED,
             "unsupported or missing Sec-WebSocket-Version; this server speaks 13",
         )

@@ -429,7 +429,7 @@ impl App {
     /// | `verb_http_connections_open` | gauge | open HTTP connections (an upgraded one moves to the WebSocket gauge) |
     /// | `verb_http_requests_total{status}` | counter | responses, by status |
     /// | `verb_ws_connections_open` | gauge | open WebSockets |
-    /// | `verb_ws_upgrades_total{result, status}` | counter | upgrades accepted (`101`) or refused, by status |
+    /// | `verb_ws_upgrades_total{result, status, http}` | counter | upgrades accepted (`101`, or `200` over HTTP/2) or refused, by status and HTTP version |
     /// | `verb_ws_messages_received_total`, `verb_ws_bytes_received_total` | counter | data messages in |
     /// | `verb_ws_messages_sent_total`, `verb_ws_bytes_sent_total` | counter | data messages queued out |
     /// | `verb_ws_backpressure_total{event}` | counter | sends over the limit (`backpressured`) or refused (`dropped`) |

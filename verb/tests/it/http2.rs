@@ -189,3 +189,93 @@ async fn bad_extended_connects_get_their_status_and_the_connection_stays() {
     assert_eq!(get(&mut h2, &server, "/hello").await.0, StatusCode::OK);
     server.stop().await;
 }
+
+/// Over TLS, ALPN offers `h2` and `http/1.1`: a client that asks for `h2` gets HTTP/2, its WebSocket
+/// runs over a stream (counted with `http="2"`), and one that asks for nothing gets HTTP/1.1.
+#[tokio::test]
+async fn tls_negotiates_h2_by_alpn_and_carries_websockets_over_it() {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    use std::sync::Arc;
+
+    let dev = verb::DevCertificate::generate(["localhost"]).unwrap();
+    let mut app = app();
+    app.tls(dev.tls_config().unwrap());
+    app.metrics("/metrics").unwrap();
+    let server = TestServer::start(app).await;
+
+    let connect = |alpn: Vec<Vec<u8>>| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(dev.cert_pem().as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn;
+        let addr = server.addr();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap()
+        }
+    };
+
+    let tls = connect(vec![b"h2".to_vec(), b"http/1.1".to_vec()]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://localhost/hello")
+        .body(Empty::<verb::Bytes>::new())
+        .unwrap();
+    let res = h2.send_request(req).await.unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let mut req = http::Request::connect("https://localhost/ws")
+        .header("sec-websocket-version", "13")
+        .header("origin", "https://localhost")
+        .body(Empty::new())
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let res = h2.send_request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let upgraded = hyper::upgrade::on(res).await.unwrap();
+    let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
+    assert_eq!(ws.next().await.unwrap().unwrap(), T::text("welcome"));
+    ws.send(T::text("secure over h2")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), T::text("secure over h2"));
+
+    // Without ALPN: HTTP/1.1, as before.
+    let plain = connect(Vec::new()).await;
+    assert_eq!(plain.get_ref().1.alpn_protocol(), None);
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(plain))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/metrics")
+        .header("host", "localhost")
+        .body(Empty::<verb::Bytes>::new())
+        .unwrap();
+    let res = h1.send_request(req).await.unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_11);
+    let metrics = res.into_body().collect().await.unwrap().to_bytes();
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("verb_ws_upgrades_total")
+                && line.contains(r#"http="2""#)
+                && line.contains(r#"result="accepted""#)),
+        "{metrics}"
+    );
+    drop(ws);
+    server.stop().await;
+}
