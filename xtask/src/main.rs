@@ -120,10 +120,14 @@ fn step(name: &str, mut cmd: Command) -> Result<()> {
 }
 
 /// System programs the tests drive, as (binary, Debian package): the multi-node tests run their own
-/// `redis-server` (one per test, on a free port), the browser tests a headless Chromium. Missing ones
-/// are installed with apt-get; a failure stops CI loudly (the tests never skip silently).
-const SYSTEM_PROGRAMS: [(&str, &str); 2] =
-    [("redis-server", "redis-server"), ("chromium", "chromium")];
+/// `redis-server` (one per test, on a free port), the browser tests a headless Chromium, the HTTP/2
+/// tests curl (Debian's is built with nghttp2). Missing ones are installed with apt-get; a failure
+/// stops CI loudly (the tests never skip silently).
+const SYSTEM_PROGRAMS: [(&str, &str); 3] = [
+    ("redis-server", "redis-server"),
+    ("chromium", "chromium"),
+    ("curl", "curl"),
+];
 
 fn ensure_system_programs() -> Result<()> {
     let missing: Vec<&str> = SYSTEM_PROGRAMS

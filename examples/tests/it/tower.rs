@@ -242,3 +242,60 @@ async fn axum_mount_nests_the_chat_in_axum() {
     let status = exited.await.unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }
+
+/// Runs curl with `args`; its standard output.
+fn curl(args: &[&str]) -> String {
+    let output = std::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs (cargo xtask ci installs it)");
+    assert!(
+        output.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// curl speaks HTTP/2 to `http` with prior knowledge (h2c) and to `secure` by ALPN, and HTTP/1.1
+/// to both when it does not ask.
+#[tokio::test]
+async fn curl_gets_http2_with_prior_knowledge_and_by_alpn() {
+    let http = Example::start("http", &[]);
+    let url = format!("http://{}/health", http.addr);
+    let h2c = curl(&[
+        "--http2-prior-knowledge",
+        "--write-out",
+        " %{http_version}",
+        &url,
+    ]);
+    assert_eq!(h2c, r#"{"status":"ok"} 2"#);
+    let h1 = curl(&["--http1.1", "--write-out", " %{http_version}", &url]);
+    assert_eq!(h1, r#"{"status":"ok"} 1.1"#);
+
+    let secure = Example::start("secure", &[]);
+    let url = format!("https://localhost:{}/", secure.addr.port());
+    let resolve = format!("localhost:{}:127.0.0.1", secure.addr.port());
+    let page = curl(&[
+        "--insecure",
+        "--http2",
+        "--resolve",
+        &resolve,
+        "--write-out",
+        "\n%{http_version}",
+        &url,
+    ]);
+    assert!(page.ends_with("\n2"), "{page}");
+    assert!(page.contains("<html"), "{page}");
+    let page = curl(&[
+        "--insecure",
+        "--http1.1",
+        "--resolve",
+        &resolve,
+        "--write-out",
+        "\n%{http_version}",
+        &url,
+    ]);
+    assert!(page.ends_with("\n1.1"), "{page}");
+}
