@@ -279,3 +279,157 @@ async fn tls_negotiates_h2_by_alpn_and_carries_websockets_over_it() {
     drop(ws);
     server.stop().await;
 }
+
+/// A hand-written HTTP/2 client side, frame by frame, for peers that misbehave on purpose.
+mod raw {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub(super) const HEADERS: u8 = 0x1;
+    pub(super) const RST_STREAM: u8 = 0x3;
+    pub(super) const SETTINGS: u8 = 0x4;
+    pub(super) const GOAWAY: u8 = 0x7;
+    pub(super) const CONTINUATION: u8 = 0x9;
+    pub(super) const END_STREAM: u8 = 0x1;
+    pub(super) const END_HEADERS: u8 = 0x4;
+
+    pub(super) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut out = Vec::with_capacity(9 + payload.len());
+        out.extend_from_slice(&len.to_be_bytes()[1..]);
+        out.push(kind);
+        out.push(flags);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// HPACK for `GET /` at `localhost`, from the static table and one literal.
+    pub(super) fn get_root() -> Vec<u8> {
+        let mut block = vec![0x82, 0x86, 0x84, 0x41, 9];
+        block.extend_from_slice(b"localhost");
+        block
+    }
+
+    /// Connects and sends the preface and an empty SETTINGS frame.
+    pub(super) async fn connect(addr: std::net::SocketAddr) -> TcpStream {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        tcp.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+        tcp
+    }
+
+    /// Reads frames until a GOAWAY (its error code) or the end of the connection (`None`).
+    pub(super) async fn until_goaway(tcp: &mut TcpStream) -> Option<u32> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            while buf.len() >= 9 {
+                let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+                if buf.len() < 9 + len {
+                    break;
+                }
+                let kind = buf[3];
+                let payload = buf[9..9 + len].to_vec();
+                buf.drain(..9 + len);
+                if kind == GOAWAY && payload.len() >= 8 {
+                    return Some(u32::from_be_bytes(payload[4..8].try_into().unwrap()));
+                }
+            }
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(read) => buf.extend_from_slice(&chunk[..read]),
+            }
+        }
+    }
+}
+
+/// Rapid reset (CVE-2023-44487): streams opened and reset in a loop cost bounded work, and the
+/// connection is sent away; other clients are served meanwhile.
+#[tokio::test]
+async fn a_rapid_reset_flood_is_sent_away() {
+    use tokio::io::AsyncWriteExt;
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&calls);
+    let mut app = verb::create_server();
+    app.get("/", move |_req| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            "slow"
+        }
+    });
+    let server = TestServer::start(app).await;
+    let mut tcp = raw::connect(server.addr()).await;
+    {
+        let block = raw::get_root();
+        for n in 0..5_000u32 {
+            let stream = 2 * n + 1;
+            let mut frames = raw::frame(
+                raw::HEADERS,
+                raw::END_HEADERS | raw::END_STREAM,
+                stream,
+                &block,
+            );
+            frames.extend(raw::frame(raw::RST_STREAM, 0, stream, &8u32.to_be_bytes()));
+            if tcp.write_all(&frames).await.is_err() {
+                break;
+            }
+        }
+    }
+    let goaway = tokio::time::timeout(Duration::from_secs(10), raw::until_goaway(&mut tcp))
+        .await
+        .expect("the server ends the connection");
+    // ENHANCE_YOUR_CALM (0xb), or the connection simply closed.
+    assert!(matches!(goaway, Some(0xb) | None), "{goaway:?}");
+    assert!(
+        calls.load(std::sync::atomic::Ordering::Relaxed) < 5_000,
+        "bounded work: {} handler calls",
+        calls.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert_eq!(server.get("/").await.text(), "slow");
+    server.stop().await;
+}
+
+/// A CONTINUATION flood (a header block that never ends) is cut off at the head limit instead of
+/// being buffered; the server goes on serving.
+#[tokio::test]
+async fn a_continuation_flood_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(app()).await;
+    let mut tcp = raw::connect(server.addr()).await;
+    let mut block = raw::get_root();
+    // A literal header with a 1,000-byte value, over and over.
+    let mut junk = vec![0x40, 3];
+    junk.extend_from_slice(b"x-a");
+    junk.extend_from_slice(&[0x7f, 0xe9, 0x06]); // length 1000, HPACK integer with a 7-bit prefix
+    junk.extend(std::iter::repeat_n(b'v', 1000));
+    block.extend_from_slice(&junk);
+    tcp.write_all(&raw::frame(raw::HEADERS, 0, 1, &block))
+        .await
+        .unwrap();
+    let mut sent = 0usize;
+    for _ in 0..10_000 {
+        if tcp
+            .write_all(&raw::frame(raw::CONTINUATION, 0, 1, &junk))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent += junk.len();
+        if sent > 8 * 1024 * 1024 {
+            break;
+        }
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), raw::until_goaway(&mut tcp)).await;
+    assert!(
+        ended.is_ok(),
+        "the server cut the flood off (sent {sent} bytes)"
+    );
+    let mut h2 = h2c(&server).await;
+    assert_eq!(get(&mut h2, &server, "/hello").await.0, StatusCode::OK);
+    server.stop().await;
+}
