@@ -160,6 +160,7 @@ pub(crate) fn upgrade(endpoint: &Ws, mut req: Request) -> Response {
         extensions,
     );
     stats::upgrade(response.status(), req.version());
+    tracing::debug!(http = ?req.version(), path = req.path(), "WebSocket upgrade accepted");
     let start = Box::new(engine::Start {
         on_upgrade,
         req,

@@ -56,6 +56,8 @@ impl Browser {
                 "--no-first-run",
                 "--window-size=1000,800",
                 "--remote-debugging-port=0",
+                // The `secure` example serves a self-signed development certificate.
+                "--ignore-certificate-errors",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")

@@ -297,3 +297,46 @@ async fn chromium_exchanges_compressed_messages_with_plain_echo() {
     drop(browser);
     assert!(example.terminate().success());
 }
+
+/// `secure` over HTTPS: Chromium loads the page over HTTP/2 (ALPN `h2`) and its WebSocket runs over
+/// an HTTP/2 stream (RFC 8441), as the server's log of the upgrade shows.
+#[tokio::test]
+async fn secure_page_and_websocket_over_http2() {
+    let example = Example::start_with_env("secure", &[], &[("RUST_LOG", "info,verb_ws=debug")]);
+    let url = format!("https://localhost:{}/", example.addr.port());
+    let mut browser = Browser::launch().await;
+    let tab = browser.open(&url).await;
+    browser
+        .wait_for(
+            &tab,
+            "document.getElementById('log').textContent.includes('Secure WebSocket connected!')",
+        )
+        .await;
+    let protocol = browser
+        .eval(
+            &tab,
+            "performance.getEntriesByType('navigation')[0].nextHopProtocol",
+        )
+        .await;
+    assert_eq!(protocol, serde_json::json!("h2"));
+    browser.eval(&tab, &set("input", "over h2")).await;
+    browser.eval(&tab, &submit("form")).await;
+    browser
+        .wait_for(
+            &tab,
+            "document.getElementById('log').textContent.includes('Secure echo: over h2')",
+        )
+        .await;
+    let upgrades: Vec<String> = example
+        .logs()
+        .into_iter()
+        .filter(|line| line.contains("WebSocket upgrade accepted"))
+        .collect();
+    assert!(
+        upgrades.iter().any(|line| line.contains("HTTP/2.0")),
+        "the WebSocket ran over HTTP/2: {upgrades:?}"
+    );
+    browser.screenshot(&tab, "secure-h2").await;
+    drop(browser);
+    assert!(example.terminate().success());
+}
