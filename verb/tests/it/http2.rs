@@ -433,3 +433,70 @@ async fn a_continuation_flood_is_cut_off() {
     assert_eq!(get(&mut h2, &server, "/hello").await.0, StatusCode::OK);
     server.stop().await;
 }
+
+/// Streams of one connection are independent WebSockets: a client that stops reading one stalls only
+/// that stream (flow control per stream), and resetting a stream ends only its WebSocket, with 1006.
+#[tokio::test]
+async fn http2_websockets_are_independent_streams() {
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel::<u16>();
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .backpressure_limit(64 * 1024 * 1024)
+            .message(|ws: &WebSocket, msg: Message| {
+                if msg.as_text() == Some("flood") {
+                    // Far more than any flow-control window.
+                    for _ in 0..200 {
+                        ws.send(Message::binary(vec![0u8; 32 * 1024]));
+                    }
+                } else {
+                    ws.send(msg);
+                }
+            })
+            .close(move |_ws: &WebSocket, code: CloseCode, _reason: &str| {
+                let _ = closed_tx.send(code.as_u16());
+            }),
+    );
+    let server = TestServer::start(app).await;
+    let mut h2 = h2c(&server).await;
+    let _ = get(&mut h2, &server, "/ws").await;
+    let (_, stalled) = connect_ws(&mut h2, &server, "/ws", "websocket").await;
+    let mut stalled = stalled.unwrap();
+    let (_, other) = connect_ws(&mut h2, &server, "/ws", "websocket").await;
+    let mut other = other.unwrap();
+
+    // The stalled stream's 6.4 MB wait on its window; the other stream keeps echoing.
+    stalled.send(T::text("flood")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for n in 0..20 {
+        other.send(T::text(format!("ping {n}"))).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), other.next())
+            .await
+            .expect("the other stream is not stalled");
+        assert_eq!(reply.unwrap().unwrap(), T::text(format!("ping {n}")));
+    }
+    // The stalled one gets everything once it reads.
+    let mut received = 0;
+    while received < 200 * 32 * 1024 {
+        match stalled.next().await.unwrap().unwrap() {
+            T::Binary(bytes) => received += bytes.len(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // Dropping a stream without a closing handshake resets it: only its WebSocket ends, with 1006.
+    drop(stalled);
+    let code = tokio::time::timeout(Duration::from_secs(5), closed_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, 1006);
+    other.send(T::text("after the reset")).await.unwrap();
+    assert_eq!(
+        other.next().await.unwrap().unwrap(),
+        T::text("after the reset")
+    );
+    drop(other);
+    server.stop().await;
+}
