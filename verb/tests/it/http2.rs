@@ -321,6 +321,35 @@ mod raw {
         tcp
     }
 
+    /// Reads frames until `wanted` returns something for one (type, flags, stream, payload), or the
+    /// connection ends (`None`).
+    pub(super) async fn until<T>(
+        tcp: &mut TcpStream,
+        mut wanted: impl FnMut(u8, u8, u32, &[u8]) -> Option<T>,
+    ) -> Option<T> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            while buf.len() >= 9 {
+                let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+                if buf.len() < 9 + len {
+                    break;
+                }
+                let (kind, flags) = (buf[3], buf[4]);
+                let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+                let found = wanted(kind, flags, stream, &buf[9..9 + len]);
+                buf.drain(..9 + len);
+                if found.is_some() {
+                    return found;
+                }
+            }
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(read) => buf.extend_from_slice(&chunk[..read]),
+            }
+        }
+    }
+
     /// Reads frames until a GOAWAY (its error code) or the end of the connection (`None`).
     pub(super) async fn until_goaway(tcp: &mut TcpStream) -> Option<u32> {
         let mut buf = Vec::new();
@@ -498,5 +527,94 @@ async fn http2_websockets_are_independent_streams() {
         T::text("after the reset")
     );
     drop(other);
+    server.stop().await;
+}
+
+/// Over the stream limit, a stream is refused (REFUSED_STREAM) and the others go on; a header list
+/// over the head limit gets 431 or a reset on its stream, not a dead connection.
+#[tokio::test]
+async fn http2_stream_and_header_limits_refuse_the_stream_only() {
+    use tokio::io::AsyncWriteExt;
+    let mut app = verb::create_server();
+    app.config(ServerConfig::new().max_concurrent_streams(4));
+    app.get("/", |_req| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        "slow"
+    });
+    let server = TestServer::start(app).await;
+    let mut tcp = raw::connect(server.addr()).await;
+    // Wait for the server's SETTINGS (and acknowledge them), so the limit is in force.
+    raw::until(&mut tcp, |kind, flags, _, _| {
+        (kind == raw::SETTINGS && flags & 1 == 0).then_some(())
+    })
+    .await
+    .unwrap();
+    tcp.write_all(&raw::frame(raw::SETTINGS, 1, 0, &[]))
+        .await
+        .unwrap();
+    let block = raw::get_root();
+    for n in 0..6u32 {
+        tcp.write_all(&raw::frame(
+            raw::HEADERS,
+            raw::END_HEADERS | raw::END_STREAM,
+            2 * n + 1,
+            &block,
+        ))
+        .await
+        .unwrap();
+    }
+    let refused = raw::until(&mut tcp, |kind, _, stream, payload| {
+        (kind == raw::RST_STREAM && payload.len() == 4 && payload == 7u32.to_be_bytes())
+            .then_some(stream)
+    })
+    .await;
+    assert!(matches!(refused, Some(9 | 11)), "{refused:?}");
+    // The first four are answered.
+    let mut answered = std::collections::HashSet::new();
+    raw::until(&mut tcp, |kind, _, stream, _| {
+        if kind == raw::HEADERS {
+            answered.insert(stream);
+        }
+        (answered.len() == 4).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(answered, [1, 3, 5, 7].into_iter().collect());
+
+    drop(tcp);
+
+    // A header list over the 16 KiB head limit, on a new connection.
+    let mut tcp = raw::connect(server.addr()).await;
+    let mut big = raw::get_root();
+    big.extend_from_slice(&[0x40, 3]);
+    big.extend_from_slice(b"x-a");
+    big.extend_from_slice(&[0x7f, 0x81, 0xa0, 0x01]); // length 127 + 20,481 = 20,608
+    big.extend(std::iter::repeat_n(b'v', 20_608));
+    let (first, rest) = big.split_at(16_000);
+    tcp.write_all(&raw::frame(raw::HEADERS, raw::END_STREAM, 1, first))
+        .await
+        .unwrap();
+    tcp.write_all(&raw::frame(raw::CONTINUATION, raw::END_HEADERS, 1, rest))
+        .await
+        .unwrap();
+    let answer = raw::until(&mut tcp, |kind, _, stream, payload| match kind {
+        raw::HEADERS if stream == 1 => Some(format!("headers {payload:02x?}")),
+        raw::RST_STREAM if stream == 1 => Some("reset".to_owned()),
+        raw::GOAWAY => Some("goaway".to_owned()),
+        _ => None,
+    })
+    .await;
+    let answer = answer.expect("an answer on the stream, not a dead connection");
+    // `:status: 431`: a literal of indexed name 8 whose value "431" is Huffman-coded (or plain);
+    // or the stream is reset.
+    assert!(
+        answer == "reset"
+            || answer.starts_with("headers [48, 83, 69, 90, ff")
+            || answer.starts_with("headers [48, 03, 34, 33, 31"),
+        "{answer}"
+    );
+    drop(tcp);
+    let mut h2 = h2c(&server).await;
+    assert_eq!(get(&mut h2, &server, "/").await.1, "slow");
     server.stop().await;
 }
