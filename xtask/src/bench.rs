@@ -362,6 +362,8 @@ struct Server {
     /// Compression suite: what every connection's handshake must settle (`off`, `shared` or
     /// `takeover`, as the load generator's `deflate_*` counts name them).
     deflate: Option<&'static str>,
+    /// The load generator opens its WebSockets over HTTP/2 (RFC 8441, h2c) instead of HTTP/1.1.
+    http2: bool,
 }
 
 /// The Bun release the Bun peers run, pinned in `bench/bun/package.json` and its lockfile.
@@ -384,6 +386,7 @@ fn servers(verb_dir: &Path, bench_dir: &Path, bun_dir: &Path) -> Vec<Server> {
         nodes: 1,
         args: &[],
         deflate: None,
+        http2: false,
     };
     let bun = |name: &'static str, suite, script: &str| Server {
         binary: bun_binary(bun_dir),
@@ -422,6 +425,13 @@ fn servers(verb_dir: &Path, bench_dir: &Path, bun_dir: &Path) -> Vec<Server> {
                 ..verb("verb plain-echo in axum", suite, None)
             },
         ]);
+        // The same server, its WebSockets over HTTP/2 streams (RFC 8441, h2c).
+        if suite == Suite::Echo {
+            all.push(Server {
+                http2: true,
+                ..verb("verb plain-echo over HTTP/2", suite, None)
+            });
+        }
     }
     all.extend([
         peer("axum-hello", Suite::Http, Some("axum")),
@@ -979,6 +989,9 @@ fn measure(ctx: &Ctx<'_>, server: &Server, case: Case, row: &mut Row) -> Result<
     }
     if server.suite == Suite::Compression {
         argv.push("--deflate".to_owned());
+    }
+    if server.http2 {
+        argv.push("--http2".to_owned());
     }
     if server.suite == Suite::Http {
         // Verb's `http` example answers `/health` with 15 bytes of JSON, its `/` with an HTML page;

@@ -42,6 +42,10 @@ struct Cli {
     /// and inflate what comes compressed (broadcast mode).
     #[arg(long)]
     deflate: bool,
+    /// Open the WebSockets over HTTP/2 (RFC 8441 extended CONNECT over h2c, one stream per
+    /// connection) instead of HTTP/1.1 upgrades.
+    #[arg(long)]
+    http2: bool,
     /// Seconds under load before measuring.
     #[arg(long, default_value_t = 2.0)]
     warmup_s: f64,
@@ -99,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         payload: cli.payload,
         message: cli.message,
         deflate: cli.deflate,
+        http2: cli.http2,
         warmup: seconds("warmup-s", cli.warmup_s)?,
         duration: seconds("duration-s", cli.duration_s)?,
         server_pids: cli.server_pid,

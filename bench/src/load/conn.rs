@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use mio::net::TcpStream;
 
 use super::frame::{self, OP_CLOSE, OP_PING, OP_PONG, ServerFrame};
+use super::h2::{Read2, Tunnel};
 
 /// How a connection ended, as the event loop learns it.
 #[derive(Debug)]
@@ -37,6 +38,8 @@ pub(super) struct Conn {
     carry: Vec<u8>,
     /// Bytes queued behind a write that would have blocked.
     out: Vec<u8>,
+    /// HTTP/2 (RFC 8441): the WebSocket runs in DATA frames of one stream.
+    tunnel: Option<Box<Tunnel>>,
 }
 
 impl Conn {
@@ -46,6 +49,20 @@ impl Conn {
             stream: TcpStream::from_std(stream),
             carry: leftover,
             out: Vec::new(),
+            tunnel: None,
+        }
+    }
+
+    /// Wraps a socket whose WebSocket runs over an HTTP/2 stream; `leftover` holds WebSocket bytes
+    /// that came with the response.
+    pub(super) fn tunneled(
+        stream: std::net::TcpStream,
+        tunnel: Box<Tunnel>,
+        leftover: Vec<u8>,
+    ) -> Self {
+        Self {
+            tunnel: Some(tunnel),
+            ..Self::new(stream, leftover)
         }
     }
 
@@ -96,6 +113,9 @@ impl Conn {
         scratch: &mut [u8],
         mut consume: impl FnMut(&[u8]) -> (usize, Option<Ended>),
     ) -> io::Result<Option<Ended>> {
+        if self.tunnel.is_some() {
+            return self.read_tunneled(scratch, consume);
+        }
         loop {
             let carried = self.carry.len();
             scratch[..carried].copy_from_slice(&self.carry);
@@ -121,8 +141,48 @@ impl Conn {
         }
     }
 
+    /// [`read_with`](Self::read_with) over HTTP/2: raw reads go through the tunnel, which hands over
+    /// the stream's WebSocket bytes and queues its acknowledgements and window updates.
+    fn read_tunneled(
+        &mut self,
+        scratch: &mut [u8],
+        mut consume: impl FnMut(&[u8]) -> (usize, Option<Ended>),
+    ) -> io::Result<Option<Ended>> {
+        loop {
+            let n = match self.stream.read(scratch) {
+                Ok(0) => return Ok(Some(Ended::Eof)),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            let mut ws = std::mem::take(&mut self.carry);
+            let Some(tunnel) = self.tunnel.as_mut() else {
+                return Ok(None);
+            };
+            if let Read2::Ended(why) = tunnel.absorb(&scratch[..n], &mut ws) {
+                return Ok(Some(Ended::Error(why)));
+            }
+            let (used, ended) = consume(&ws);
+            if ended.is_some() {
+                return Ok(ended);
+            }
+            ws.drain(..used);
+            self.carry = ws;
+            // Acknowledgements, window updates, and what the new windows let out.
+            self.flush()?;
+            if n < scratch.len() {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Writes `bytes`, queueing what the socket does not take now (sent again by [`Conn::flush`]).
     pub(super) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(tunnel) = self.tunnel.as_mut() {
+            tunnel.queue(bytes);
+            return self.flush();
+        }
         if !self.out.is_empty() {
             self.out.extend_from_slice(bytes);
             return self.flush();
@@ -143,6 +203,9 @@ impl Conn {
 
     /// Writes what earlier sends queued, as far as the socket takes it.
     pub(super) fn flush(&mut self) -> io::Result<()> {
+        if let Some(tunnel) = self.tunnel.as_mut() {
+            tunnel.frames(&mut self.out);
+        }
         let mut at = 0;
         while at < self.out.len() {
             match self.stream.write(&self.out[at..]) {

@@ -34,6 +34,7 @@ mod conn;
 mod echo;
 pub mod feed;
 pub mod frame;
+mod h2;
 pub mod handshake;
 mod http;
 mod idle;
@@ -102,6 +103,9 @@ pub struct Config {
     pub message: Message,
     /// Every connection offers permessage-deflate ([`inflate::OFFER`]; broadcast mode).
     pub deflate: bool,
+    /// WebSockets over HTTP/2 (RFC 8441 extended CONNECT, h2c with prior knowledge), one stream per
+    /// TCP connection, instead of HTTP/1.1 upgrades.
+    pub http2: bool,
     /// Time under load before measuring.
     pub warmup: Duration,
     /// Measured time.
@@ -474,9 +478,20 @@ impl Net {
     ) -> anyhow::Result<Self> {
         let poll = Poll::new().context("cannot create the poller")?;
         let count: usize = placement.iter().map(|&(_, n)| n).sum();
-        let mut opened = Vec::with_capacity(count);
+        let mut opened: Vec<std::io::Result<(Conn, Option<String>)>> = Vec::with_capacity(count);
         for &(addr, n) in placement {
-            opened.extend(if config.mode == Mode::Http {
+            if config.http2 && config.mode != Mode::Http {
+                for _ in 0..n {
+                    opened.push(h2::open(addr, &config.path, config.setup_timeout).and_then(
+                        |(stream, tunnel, leftover)| {
+                            stream.set_nonblocking(true)?;
+                            Ok((Conn::tunneled(stream, tunnel, leftover), None))
+                        },
+                    ));
+                }
+                continue;
+            }
+            let upgraded = if config.mode == Mode::Http {
                 handshake::connect_plain(addr, n, config.setup_timeout)
             } else {
                 handshake::open_many(
@@ -487,7 +502,12 @@ impl Net {
                     config.connect_batch,
                     config.setup_timeout,
                 )
-            });
+            };
+            opened.extend(
+                upgraded
+                    .into_iter()
+                    .map(|up| up.map(|up| (Conn::new(up.stream, up.leftover), up.extensions))),
+            );
         }
         let mut conns = Vec::with_capacity(count);
         let mut extensions = Vec::with_capacity(count);
@@ -495,9 +515,9 @@ impl Net {
         let mut first_error = None;
         for result in opened {
             match result {
-                Ok(up) => {
-                    conns.push(Conn::new(up.stream, up.leftover));
-                    extensions.push(up.extensions);
+                Ok((conn, offered)) => {
+                    conns.push(conn);
+                    extensions.push(offered);
                 }
                 Err(err) => {
                     failed += 1;
