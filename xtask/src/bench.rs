@@ -429,7 +429,7 @@ fn servers(verb_dir: &Path, bench_dir: &Path, bun_dir: &Path) -> Vec<Server> {
         if suite == Suite::Echo {
             all.push(Server {
                 http2: true,
-                ..verb("verb plain-echo over HTTP/2", suite, None)
+                ..verb("verb plain-echo over h2c", suite, None)
             });
         }
     }
