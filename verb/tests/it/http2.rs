@@ -618,3 +618,116 @@ async fn http2_stream_and_header_limits_refuse_the_stream_only() {
     assert_eq!(get(&mut h2, &server, "/").await.1, "slow");
     server.stop().await;
 }
+
+/// Auth works the same over HTTP/2: the token from the query or the subprotocol authenticates an
+/// extended CONNECT, and a missing one gets 401 on its stream.
+#[tokio::test]
+async fn jwt_auth_guards_websockets_over_http2() {
+    use verb::{Jwt, JwtAuth, TokenSource};
+    let jwt = Jwt::hs256(b"test secret that is at least 32 bytes long").unwrap();
+    let good = jwt
+        .sign(&Claims::new("7", Duration::from_secs(60)))
+        .unwrap();
+    let mut app = verb::create_server();
+    let auth = JwtAuth::<Claims>::new(jwt)
+        .sources([TokenSource::Query("token".into()), TokenSource::Protocol]);
+    app.ws(
+        "/ws",
+        Ws::new()
+            .protocols(["access_token"])
+            .open(|ws: &WebSocket, _req: &Request| {
+                let sub = ws.claims::<Claims>().map(|c| c.sub);
+                ws.send_json(&serde_json::json!({ "sub": sub }));
+            }),
+    )
+    .middleware(auth);
+    let server = TestServer::start(app).await;
+    let mut h2 = h2c(&server).await;
+    let _ = get(&mut h2, &server, "/").await;
+
+    let (head, ws) = connect_ws(&mut h2, &server, &format!("/ws?token={good}"), "websocket").await;
+    assert_eq!(head.status, StatusCode::OK);
+    let mut ws = ws.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), T::text(r#"{"sub":"7"}"#));
+
+    let (head, _) = connect_ws(&mut h2, &server, "/ws", "websocket").await;
+    assert_eq!(head.status, StatusCode::UNAUTHORIZED);
+
+    let mut req = http::Request::connect(server.url("/ws"))
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-protocol", format!("access_token, {good}"))
+        .body(Empty::new())
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let res = h2.send_request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["sec-websocket-protocol"], "access_token");
+    let by_protocol = hyper::upgrade::on(res).await.unwrap();
+    drop((ws, by_protocol));
+    server.stop().await;
+}
+
+/// A graceful stop over HTTP/2 lets the request in flight finish (GOAWAY, then the stream's end).
+#[tokio::test]
+async fn a_graceful_stop_finishes_http2_requests_in_flight() {
+    let mut app = verb::create_server();
+    app.get("/slow", |_req| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        "finished"
+    });
+    let server = TestServer::start(app).await;
+    let mut h2 = h2c(&server).await;
+    let req = http::Request::get(server.url("/slow"))
+        .body(Empty::new())
+        .unwrap();
+    let in_flight = tokio::spawn(h2.send_request(req));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stopping = tokio::spawn(async move { server.stop().await });
+    let res = in_flight.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "finished");
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// A PING flood from a client that never reads costs the server a bounded amount (one pending
+/// answer), and does not keep it from serving others.
+#[tokio::test]
+async fn a_ping_flood_does_not_stall_the_server() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(app()).await;
+    let mut flood = raw::connect(server.addr()).await;
+    let flooding = tokio::spawn(async move {
+        let ping = raw::frame(0x6, 0, 0, &[7u8; 8]);
+        let burst: Vec<u8> = ping
+            .iter()
+            .copied()
+            .cycle()
+            .take(ping.len() * 1000)
+            .collect();
+        for _ in 0..100 {
+            if flood.write_all(&burst).await.is_err() {
+                break;
+            }
+        }
+        flood
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut h2 = h2c(&server).await;
+    for _ in 0..5 {
+        let served = tokio::time::timeout(Duration::from_secs(5), get(&mut h2, &server, "/hello"))
+            .await
+            .expect("others are served during the flood");
+        assert_eq!(served.0, StatusCode::OK);
+    }
+    flooding.abort();
+    let _ = flooding.await;
+    assert_eq!(server.get("/hello").await.status(), StatusCode::OK);
+    let started = std::time::Instant::now();
+    server.stop().await;
+    eprintln!("stopped in {:?}", started.elapsed());
+}
