@@ -76,7 +76,7 @@ fn deflate(compress: &mut Compress, data: &[u8]) -> Vec<u8> {
 }
 
 /// A fresh raw deflater for one message.
-fn deflate_once(data: &[u8]) -> Vec<u8> {
+pub(crate) fn deflate_once(data: &[u8]) -> Vec<u8> {
     deflate(
         &mut Compress::new(flate2::Compression::default(), false),
         data,
@@ -120,7 +120,7 @@ async fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
 }
 
 /// Inflates a server message (`inflater` keeps the context when the server takes it over).
-fn inflate(inflater: &mut Decompress, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn inflate(inflater: &mut Decompress, payload: &[u8]) -> Vec<u8> {
     let mut input = payload.to_vec();
     input.extend_from_slice(&[0, 0, 0xff, 0xff]);
     let mut out = Vec::with_capacity(1 << 20);

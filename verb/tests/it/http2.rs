@@ -731,3 +731,66 @@ async fn a_ping_flood_does_not_stall_the_server() {
     server.stop().await;
     eprintln!("stopped in {:?}", started.elapsed());
 }
+
+/// permessage-deflate is negotiated over HTTP/2 as over HTTP/1.1, and compressed messages round-trip
+/// on the stream.
+#[tokio::test]
+async fn permessage_deflate_works_over_http2() {
+    use flate2::Decompress;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut app = verb::create_server();
+    app.ws(
+        "/ws",
+        Ws::new()
+            .compression(true)
+            .message(|ws: &WebSocket, msg: Message| {
+                ws.send(msg);
+            }),
+    );
+    let server = TestServer::start(app).await;
+    let mut h2 = h2c(&server).await;
+    let _ = get(&mut h2, &server, "/").await;
+    let mut req = http::Request::connect(server.url("/ws"))
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-extensions", "permessage-deflate")
+        .body(Empty::new())
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let res = h2.send_request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let answer = res.headers()["sec-websocket-extensions"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(answer.starts_with("permessage-deflate"), "{answer}");
+    let mut stream = TokioIo::new(hyper::upgrade::on(res).await.unwrap());
+
+    let text = "compressible over HTTP/2 ".repeat(200);
+    let compressed = crate::deflate::deflate_once(text.as_bytes());
+    assert!(compressed.len() < text.len() / 5);
+    // FIN + RSV1 (compressed) + text.
+    stream
+        .write_all(&crate::ws_raw::frame(0xC1, &compressed))
+        .await
+        .unwrap();
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[0], 0xC1, "the echo comes back compressed");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).await.unwrap();
+            usize::from(u16::from_be_bytes(len))
+        }
+        len => usize::from(len),
+    };
+    let mut payload = vec![0; len];
+    stream.read_exact(&mut payload).await.unwrap();
+    let mut inflater = Decompress::new(false);
+    let echoed = crate::deflate::inflate(&mut inflater, &payload);
+    assert_eq!(String::from_utf8(echoed).unwrap(), text);
+    drop(stream);
+    server.stop().await;
+}
