@@ -437,6 +437,16 @@ fn servers(verb_dir: &Path, bench_dir: &Path, bun_dir: &Path) -> Vec<Server> {
         peer("axum-hello", Suite::Http, Some("axum")),
         bun("bun http", Suite::Http, "http.ts"),
         verb("verb http", Suite::Http, None),
+        // HTTP/2 with prior knowledge (h2c): axum's router under hyper's HTTP/2 builder, and Verb's
+        // `http` example on its usual port.
+        Server {
+            http2: true,
+            ..peer("axum-hello-h2", Suite::Http, None)
+        },
+        Server {
+            http2: true,
+            ..verb("verb http over h2c", Suite::Http, None)
+        },
         verb("verb cluster, 1 node", Suite::Cluster, Some("1 node")),
         Server {
             nodes: 2,

@@ -7,28 +7,28 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const WINDOW_UPDATE: u8 = 0x8;
-const END_HEADERS: u8 = 0x4;
-const ACK: u8 = 0x1;
+pub(super) const DATA: u8 = 0x0;
+pub(super) const HEADERS: u8 = 0x1;
+pub(super) const RST_STREAM: u8 = 0x3;
+pub(super) const SETTINGS: u8 = 0x4;
+pub(super) const PING: u8 = 0x6;
+pub(super) const GOAWAY: u8 = 0x7;
+pub(super) const WINDOW_UPDATE: u8 = 0x8;
+pub(super) const END_HEADERS: u8 = 0x4;
+pub(super) const ACK: u8 = 0x1;
 const PADDED: u8 = 0x8;
-const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
+pub(super) const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
 const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
 /// The stream every tunnel uses: the connection's first client stream.
 const STREAM: u32 = 1;
 /// Replenish our receive windows once this much has been consumed.
-const REPLENISH: u32 = 1 << 20;
+pub(super) const REPLENISH: u32 = 1 << 20;
 /// Our receive windows: large, so the server is never held back by this client.
-const OUR_WINDOW: u32 = 16 << 20;
+pub(super) const OUR_WINDOW: u32 = 16 << 20;
 /// HTTP/2's default frame size limit (the server may raise it).
 const DEFAULT_MAX_FRAME: usize = 16 * 1024;
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8], out: &mut Vec<u8>) {
+pub(super) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8], out: &mut Vec<u8>) {
     let len = payload.len() as u32;
     out.extend_from_slice(&len.to_be_bytes()[1..]);
     out.push(kind);
@@ -45,6 +45,24 @@ fn literal(name: &str, value: &str, out: &mut Vec<u8>) {
         out.push(text.len() as u8);
         out.extend_from_slice(text.as_bytes());
     }
+}
+
+/// What a client sends first: the preface, SETTINGS with a large stream window, and a connection
+/// window as large, so the server is never held back by this client.
+pub(super) fn preface() -> Vec<u8> {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let mut settings = Vec::new();
+    settings.extend_from_slice(&SETTINGS_INITIAL_WINDOW_SIZE.to_be_bytes());
+    settings.extend_from_slice(&OUR_WINDOW.to_be_bytes());
+    frame(SETTINGS, 0, 0, &settings, &mut out);
+    frame(
+        WINDOW_UPDATE,
+        0,
+        0,
+        &(OUR_WINDOW - 65_535).to_be_bytes(),
+        &mut out,
+    );
+    out
 }
 
 /// The HTTP/2 side of a tunnelled WebSocket: what is owed to the server and what the server allows.
