@@ -794,3 +794,76 @@ async fn permessage_deflate_works_over_http2() {
     drop(stream);
     server.stop().await;
 }
+
+/// The end of the HTTP/2 connection ends every WebSocket on it (1006, `close` once each); a
+/// SETTINGS flood is answered without harm to others.
+#[tokio::test]
+async fn the_connection_end_closes_all_its_websockets_and_settings_floods_are_harmless() {
+    use tokio::io::AsyncWriteExt;
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel::<u16>();
+    let mut app = verb::create_server();
+    app.get("/hello", |_req| async { "hi" });
+    app.ws(
+        "/ws",
+        Ws::new().close(move |_ws: &WebSocket, code: CloseCode, _reason: &str| {
+            let _ = closed_tx.send(code.as_u16());
+        }),
+    );
+    let server = TestServer::start(app).await;
+
+    // Two WebSockets on one TCP connection, then the raw connection is cut.
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let driver = tokio::spawn(conn);
+    let _ = get(&mut h2, &server, "/hello").await;
+    let (_, first) = connect_ws(&mut h2, &server, "/ws", "websocket").await;
+    let (_, second) = connect_ws(&mut h2, &server, "/ws", "websocket").await;
+    let (first, second) = (first.unwrap(), second.unwrap());
+    driver.abort();
+    drop((first, second, h2));
+    let mut codes = Vec::new();
+    for _ in 0..2 {
+        let code = tokio::time::timeout(Duration::from_secs(5), closed_rx.recv())
+            .await
+            .expect("each WebSocket ends with the connection")
+            .unwrap();
+        codes.push(code);
+    }
+    assert_eq!(codes, [1006, 1006]);
+    assert!(
+        closed_rx.try_recv().is_err(),
+        "close runs once per WebSocket"
+    );
+
+    // SETTINGS frames by the thousand, never read back.
+    let mut flood = raw::connect(server.addr()).await;
+    let settings = raw::frame(raw::SETTINGS, 0, 0, &[0, 4, 0, 0, 0xff, 0xff]);
+    let burst: Vec<u8> = settings
+        .iter()
+        .copied()
+        .cycle()
+        .take(settings.len() * 1000)
+        .collect();
+    let flooding = tokio::spawn(async move {
+        for _ in 0..50 {
+            if flood.write_all(&burst).await.is_err() {
+                break;
+            }
+        }
+        flood
+    });
+    let mut other = h2c(&server).await;
+    for _ in 0..5 {
+        let served =
+            tokio::time::timeout(Duration::from_secs(5), get(&mut other, &server, "/hello"))
+                .await
+                .expect("others are served during the flood");
+        assert_eq!(served, (StatusCode::OK, "hi".to_owned()));
+    }
+    flooding.abort();
+    let _ = flooding.await;
+    server.stop().await;
+}
