@@ -57,6 +57,7 @@ pub struct ServerConfig {
     max_connections: Option<usize>,
     shutdown_timeout: Duration,
     max_concurrent_streams: u32,
+    http2_keep_alive: (Duration, Duration),
 }
 
 impl Default for ServerConfig {
@@ -71,6 +72,7 @@ impl Default for ServerConfig {
             max_connections: None,
             shutdown_timeout: Duration::from_secs(10),
             max_concurrent_streams: 200,
+            http2_keep_alive: (Duration::from_secs(20), Duration::from_secs(20)),
         }
     }
 }
@@ -201,6 +203,14 @@ impl ServerConfig {
         self
     }
 
+    /// HTTP/2: a connection quiet for `interval` is pinged, and dropped when the answer has not come
+    /// `timeout` later (default 20 s and 20 s): a peer that vanished without a FIN does not keep its
+    /// streams (and WebSockets) forever.
+    pub fn http2_keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.http2_keep_alive = (interval, timeout);
+        self
+    }
+
     /// The HTTP/2 concurrent stream limit.
     pub fn get_max_concurrent_streams(&self) -> u32 {
         self.max_concurrent_streams
@@ -214,9 +224,9 @@ impl ServerConfig {
             .max_concurrent_streams(self.max_concurrent_streams)
             // The head limit, as for HTTP/1.1 (the decoded header list; HPACK's table aside).
             .max_header_list_size(u32::try_from(self.max_header_size).unwrap_or(u32::MAX))
-            // A peer that stops answering pings for 20 s is gone.
-            .keep_alive_interval(Some(Duration::from_secs(20)))
-            .keep_alive_timeout(Duration::from_secs(20))
+            // A peer that stops answering pings is gone.
+            .keep_alive_interval(Some(self.http2_keep_alive.0))
+            .keep_alive_timeout(self.http2_keep_alive.1)
             // RFC 8441: WebSockets over HTTP/2 streams (extended CONNECT).
             .enable_connect_protocol();
         builder

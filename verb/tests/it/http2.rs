@@ -867,3 +867,31 @@ async fn the_connection_end_closes_all_its_websockets_and_settings_floods_are_ha
     let _ = flooding.await;
     server.stop().await;
 }
+
+/// An HTTP/2 peer that stops answering pings is dropped after the keep-alive timeout.
+#[tokio::test]
+async fn a_peer_that_does_not_answer_pings_is_dropped() {
+    let mut app = verb::create_server();
+    app.config(
+        ServerConfig::new()
+            .http2_keep_alive(Duration::from_millis(100), Duration::from_millis(100)),
+    );
+    app.get("/hello", |_req| async { "hi" });
+    let server = TestServer::start(app).await;
+    let mut silent = raw::connect(server.addr()).await;
+    let started = std::time::Instant::now();
+    let mut pinged = false;
+    let ended = tokio::time::timeout(
+        Duration::from_secs(5),
+        raw::until(&mut silent, |kind, flags, _, _| {
+            pinged |= kind == 0x6 && flags & 1 == 0;
+            None::<()>
+        }),
+    )
+    .await;
+    assert!(ended.is_ok(), "dropped within 5 s");
+    assert!(pinged, "the server pinged first");
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    drop(silent);
+    server.stop().await;
+}
