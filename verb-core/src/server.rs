@@ -1008,19 +1008,24 @@ impl Dispatch {
             // need to follow the server's lifecycle.
             head.extensions.insert(self.lifecycle.clone());
         }
-        let req = match self.handler.body_mode(&head) {
-            // A CONNECT's "body" is the tunnel, which starts after the response: nothing to read.
-            _ if head.method == http::Method::CONNECT => {
-                Request::from_parts(head, Bytes::new(), remote)
-            }
-            BodyMode::Buffered => match self.read_body(&head.headers, body).await {
+        // No body (most requests), or a CONNECT, whose "body" is the tunnel that starts after the
+        // response: nothing to read, and no need to ask the handler how (a routing lookup).
+        let bodiless = body.is_end_stream() || head.method == http::Method::CONNECT;
+        let mode = if bodiless {
+            None
+        } else {
+            Some(self.handler.body_mode(&head))
+        };
+        let req = match mode {
+            None => Request::from_parts(head, Bytes::new(), remote),
+            Some(BodyMode::Buffered) => match self.read_body(&head.headers, body).await {
                 Ok(body) => Request::from_parts(head, body, remote),
                 Err(err) => {
                     tracing::warn!(%remote, error = %err.message(), "request body refused");
                     return err.into_response();
                 }
             },
-            BodyMode::Streamed { limit } => {
+            Some(BodyMode::Streamed { limit }) => {
                 let limit = limit.unwrap_or(self.body_limit as u64);
                 if declared_length(&head.headers).is_some_and(|len| len > limit) {
                     tracing::warn!(%remote, limit, "streamed request body refused: declared too large");
