@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use crate::answers::{AppHeads, ParseErrorAnswers};
+
 /// A client connection's transport: TCP, or TLS over TCP. HTTP is served over it, and after a
 /// protocol upgrade it is handed over whole (`verb-ws` runs WebSockets on it).
 ///
@@ -31,6 +33,8 @@ pub(crate) struct Connection {
     write_timeout_ms: u32,
     /// Armed while such a write is pending.
     write_stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// HTTP/1.1: gives hyper's automatic answers Verb's JSON error body.
+    answers: Option<Box<ParseErrorAnswers>>,
 }
 
 enum Inner {
@@ -50,6 +54,7 @@ impl Connection {
             flush_pending: false,
             write_timeout_ms: 0,
             write_stall: None,
+            answers: None,
         }
     }
 
@@ -60,6 +65,7 @@ impl Connection {
             flush_pending: false,
             write_timeout_ms: 0,
             write_stall: None,
+            answers: None,
         }
     }
 
@@ -68,6 +74,45 @@ impl Connection {
     /// affected. Whole milliseconds, at most about 49 days; zero turns it off.
     pub(crate) fn set_write_timeout(&mut self, timeout: std::time::Duration) {
         self.write_timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    }
+
+    /// Serving HTTP/1.1: hyper's own answers to requests it cannot parse get Verb's JSON error body
+    /// (`app_heads` counts the app's look-alike answers, which pass unchanged).
+    pub(crate) fn answer_parse_errors(&mut self, app_heads: AppHeads) {
+        self.answers = Some(Box::new(ParseErrorAnswers::new(app_heads)));
+    }
+
+    /// The connection leaves HTTP/1.1 (a protocol upgrade): its writes are no longer hyper's.
+    pub(crate) fn upgraded(mut self) -> Self {
+        self.answers = None;
+        self
+    }
+
+    /// Writes what remains of a staged answer (see [`answer_parse_errors`](Self::answer_parse_errors)).
+    fn poll_staged(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(rest) = self.answers.as_deref().and_then(ParseErrorAnswers::pending) {
+            let written = match &mut self.inner {
+                Inner::Plain(tcp) => Pin::new(tcp).poll_write(cx, rest),
+                Inner::Tls(tls) => Pin::new(&mut **tls).poll_write(cx, rest),
+            };
+            match std::task::ready!(written) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    if let Some(answers) = self.answers.as_deref_mut() {
+                        answers.advance(n);
+                    }
+                }
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Whether this write is hyper's automatic answer, now staged in Verb's form: report it written.
+    fn staged(&mut self, first: &[u8], total: usize) -> bool {
+        self.answers
+            .as_deref_mut()
+            .is_some_and(|answers| answers.intercept(first, total))
     }
 
     /// Passes `result` on, failing a write that has been pending for longer than the write timeout.
@@ -276,6 +321,19 @@ impl AsyncWrite for Connection {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.answers.is_some() {
+            match this.poll_staged(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return this.stall_guard(cx, Poll::Pending),
+            }
+            if this.staged(buf, buf.len()) {
+                return match this.poll_staged(cx) {
+                    Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+                    _ => Poll::Ready(Ok(buf.len())),
+                };
+            }
+        }
         let result = match &mut this.inner {
             Inner::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
             Inner::Tls(tls) => Pin::new(&mut **tls).poll_write(cx, buf),
@@ -289,6 +347,24 @@ impl AsyncWrite for Connection {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.answers.is_some() {
+            match this.poll_staged(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return this.stall_guard(cx, Poll::Pending),
+            }
+            let total = bufs.iter().map(|buf| buf.len()).sum();
+            let first = bufs
+                .iter()
+                .find(|buf| !buf.is_empty())
+                .map_or(&[][..], |buf| &buf[..]);
+            if this.staged(first, total) {
+                return match this.poll_staged(cx) {
+                    Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+                    _ => Poll::Ready(Ok(total)),
+                };
+            }
+        }
         let result = match &mut this.inner {
             Inner::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
             Inner::Tls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
@@ -305,6 +381,12 @@ impl AsyncWrite for Connection {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.answers.is_some() {
+            let staged = this.poll_staged(cx);
+            if !matches!(staged, Poll::Ready(Ok(()))) {
+                return this.stall_guard(cx, staged);
+            }
+        }
         let result = match &mut this.inner {
             Inner::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
             Inner::Tls(tls) => Pin::new(&mut **tls).poll_flush(cx),
@@ -316,7 +398,11 @@ impl AsyncWrite for Connection {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        if this.answers.is_some() {
+            std::task::ready!(this.poll_staged(cx))?;
+        }
+        match &mut this.inner {
             Inner::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
             Inner::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
         }

@@ -40,6 +40,7 @@
 //! The `http` crate's types ([`StatusCode`], [`Method`], [`HeaderMap`], ...) are Verb's vocabulary for
 //! HTTP and are re-exported here.
 
+mod answers;
 mod body;
 mod conn;
 mod error;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, field};
 
+use crate::answers::AppHeads;
 use crate::body::{Body, BodyStream, BoxError, EndsAt};
 use crate::conn::Connection;
 use crate::error::{Error, HttpError, ListenAddr};
@@ -861,9 +862,19 @@ async fn serve_connection(
     stream.set_write_timeout(shared.write_timeout);
 
     let service_shared = Arc::clone(&shared);
+    let app_heads = AppHeads::default();
+    let service_heads = app_heads.clone();
     let service = service_fn(move |req| {
         let shared = Arc::clone(&service_shared);
-        async move { Ok::<_, Infallible>(shared.dispatch.handle(req, remote).await) }
+        let heads = service_heads.clone();
+        async move {
+            let response = shared.dispatch.handle(req, remote).await;
+            heads.note(
+                response.status(),
+                http_body::Body::is_end_stream(response.body()),
+            );
+            Ok::<_, Infallible>(response)
+        }
     });
     // HTTP/2 or HTTP/1.1, decided before hyper reads a byte (ALPN, or the preface peeked at), so
     // that hyper gets Verb's own connection type and upgrades hand it back unwrapped.
@@ -882,6 +893,7 @@ async fn serve_connection(
         let conn = shared.http2.serve_connection(TokioIo::new(stream), service);
         drive!(std::pin::pin!(conn), &inner, last)
     } else {
+        stream.answer_parse_errors(app_heads);
         let builder = if last {
             &shared.http1_last
         } else {

@@ -119,7 +119,7 @@ impl Future for OnUpgrade {
                 // Verb's own server: take its connection back, and drive it without a layer between.
                 Ok(match upgraded.downcast::<TokioIo<Connection>>() {
                     Ok(parts) => Upgraded {
-                        transport: Transport::Native(parts.io.into_inner()),
+                        transport: Transport::Native(parts.io.into_inner().upgraded()),
                         read_buf: (!parts.read_buf.is_empty()).then(|| Box::new(parts.read_buf)),
                     },
                     Err(upgraded) => Upgraded::new(TokioIo::new(upgraded)),

@@ -7,13 +7,20 @@ use tokio::net::TcpStream;
 use verb::prelude::*;
 use verb::test::TestServer;
 
-use crate::raw::{exchange, read_to_close, status_of};
+use crate::raw::{exchange, json_error_of, read_to_close, status_of};
 
 fn app(config: ServerConfig) -> App {
     let mut app = verb::create_server();
     app.config(config);
     app.get("/", |_req| async { "ok" });
     app.post("/echo", |req: Request| async move { req.body().clone() });
+    // An app's own empty answers in the shape of hyper's automatic ones.
+    app.get("/own-400", |_req: Request| async move {
+        Response::new(StatusCode::BAD_REQUEST).header("connection", "close")
+    });
+    app.get("/own-431", |_req: Request| async move {
+        Response::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    });
     app.get("/panic", |_req: Request| async move {
         if true {
             panic!("handler bug");
@@ -82,6 +89,9 @@ async fn oversized_head_is_a_431() {
     )
     .await;
     assert_eq!(status_of(&response), 431, "{response}");
+    let body = json_error_of(&response);
+    assert_eq!(body["error"], "Request Header Fields Too Large");
+    assert!(response.contains("connection: close\r\n"), "{response}");
 
     let fits = "a".repeat(15 * 1024);
     let response = exchange(
@@ -114,9 +124,11 @@ async fn too_many_headers_are_a_431() {
         status_of(&exchange(server.addr(), &request(100)).await),
         200
     );
+    let response = exchange(server.addr(), &request(101)).await;
+    assert_eq!(status_of(&response), 431, "{response}");
     assert_eq!(
-        status_of(&exchange(server.addr(), &request(101)).await),
-        431
+        json_error_of(&response)["error"],
+        "Request Header Fields Too Large"
     );
 
     let strict = TestServer::start(app(ServerConfig::default().max_headers(5))).await;
@@ -124,7 +136,7 @@ async fn too_many_headers_are_a_431() {
     assert_eq!(status_of(&exchange(strict.addr(), &request(6)).await), 431);
 }
 
-/// A malformed request line is a 400.
+/// A malformed request line is a 400 with the JSON error body.
 #[tokio::test]
 async fn malformed_request_line_is_a_400() {
     let server = TestServer::start(app(ServerConfig::default())).await;
@@ -136,12 +148,86 @@ async fn malformed_request_line_is_a_400() {
     ] {
         let response = exchange(server.addr(), garbage).await;
         assert_eq!(status_of(&response), 400, "{garbage:?} got {response}");
+        let body = json_error_of(&response);
+        assert_eq!(body["error"], "Bad Request", "{response}");
+        assert!(body["message"].is_string(), "{response}");
     }
     assert_eq!(
         server.get("/").await.text(),
         "ok",
         "the server keeps serving"
     );
+}
+
+/// A URI over hyper's limit (64 KiB, reachable when the head limit is raised above it) is a 414 with
+/// the JSON error body.
+#[tokio::test]
+async fn overlong_uri_is_a_414() {
+    let server = TestServer::start(app(ServerConfig::default().max_header_size(256 * 1024))).await;
+    let path = "a".repeat(70 * 1024);
+    let response = exchange(
+        server.addr(),
+        format!("GET /{path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&response), 414, "{response}");
+    assert_eq!(json_error_of(&response)["error"], "URI Too Long");
+}
+
+/// A request served before an unparsable one on the same connection gets its own answer; the bad
+/// one then gets the JSON 400.
+#[tokio::test]
+async fn a_pipelined_bad_request_is_answered_after_the_good_one() {
+    let server = TestServer::start(app(ServerConfig::default())).await;
+    let response = exchange(
+        server.addr(),
+        b"GET / HTTP/1.1\r\nhost: x\r\n\r\nG<T / HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    let (first, second) = response
+        .split_once("\r\n\r\nok")
+        .unwrap_or_else(|| panic!("the first request was not served: {response:?}"));
+    assert_eq!(status_of(first), 200, "{response}");
+    assert_eq!(status_of(second), 400, "{response}");
+    assert_eq!(json_error_of(second)["error"], "Bad Request");
+}
+
+/// An app's own empty `400`/`431` answers, in the very shape of hyper's automatic ones, go out as the
+/// app wrote them: no body is added to what the app did not say.
+#[tokio::test]
+async fn the_apps_own_empty_error_answers_are_unchanged() {
+    let server = TestServer::start(app(ServerConfig::default())).await;
+    let response = exchange(server.addr(), b"GET /own-400 HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert_eq!(status_of(&response), 400, "{response}");
+    assert!(
+        response.ends_with("\r\n\r\n"),
+        "a body was added: {response:?}"
+    );
+    assert!(response.contains("content-length: 0\r\n"), "{response}");
+
+    let response = exchange(
+        server.addr(),
+        b"GET /own-431 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&response), 431, "{response}");
+    assert!(
+        response.ends_with("\r\n\r\n"),
+        "a body was added: {response:?}"
+    );
+
+    // The same connection then meets a request hyper cannot parse: that one gets the JSON body.
+    let response = exchange(
+        server.addr(),
+        b"GET /own-431 HTTP/1.1\r\nhost: x\r\n\r\nGET\r\n\r\n",
+    )
+    .await;
+    let answers: Vec<&str> = response.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 2, "{response}");
+    assert!(answers[0].starts_with("431 "), "{response}");
+    assert!(answers[0].ends_with("\r\n\r\n"), "{response:?}");
+    assert!(answers[1].starts_with("400 "), "{response}");
+    assert_eq!(json_error_of(answers[1])["error"], "Bad Request");
 }
 
 /// A client that does not finish its request head in time is disconnected (slowloris), while others

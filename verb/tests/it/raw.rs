@@ -29,3 +29,21 @@ pub(crate) fn status_of(response: &str) -> u16 {
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"))
 }
+
+/// The JSON error body of a response that must carry one (`content-type: application/json`, a
+/// `content-length` that matches); panics with the response otherwise.
+pub(crate) fn json_error_of(response: &str) -> serde_json::Value {
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete head: {response:?}"));
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("\r\ncontent-type: application/json"),
+        "not a JSON answer: {response:?}"
+    );
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {}", body.len())),
+        "the length does not match the body: {response:?}"
+    );
+    serde_json::from_str(body).unwrap_or_else(|err| panic!("{err}: {response:?}"))
+}
