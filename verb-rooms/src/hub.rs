@@ -969,21 +969,11 @@ impl Rooms {
                 }
             }
             Scope::Everyone => {
-                // Receivers that compress with their own compressor get the frame after the shard
-                // lock is released, so joins and leaves on the shard never wait for deflate.
-                let mut alone = Vec::new();
                 for shard in &self.inner.conns {
                     // Connections held back (in-band authentication pending) are not "everyone".
                     for (id, conn) in lock(shard).iter().filter(|(_, c)| c.ws.is_admitted()) {
-                        if conn.ws.compresses_alone(frame) {
-                            alone.push(conn.ws.clone());
-                        } else {
-                            fanout.send(*id, &conn.ws);
-                        }
+                        fanout.send(*id, &conn.ws);
                     }
-                }
-                for ws in &alone {
-                    fanout.send(ws.id(), ws);
                 }
             }
             Scope::User(user) => {
@@ -1018,12 +1008,17 @@ enum Entry {
     Limited(JoinError),
 }
 
-/// One frame on its way to many connections: the sends happen under whatever lock the caller holds,
-/// the accounting in [`finish`](Self::finish), after the caller released it.
+/// One frame on its way to many connections. Most sends happen under whatever lock the caller holds
+/// (queueing a frame prepared once is a copy); receivers that compress it with a compressor of their
+/// own (permessage-deflate with context takeover) get it in [`finish`](Self::finish), after the
+/// caller released its locks, so that joins, leaves and other fan-outs never wait for deflate. Each
+/// receiver still gets it before the call that sent it returns.
 struct Fanout<'f> {
     frame: &'f PreparedMessage,
     except: Option<u64>,
     delivery: Delivery,
+    /// Receivers that compress the frame alone, to send to once no lock is held.
+    alone: Vec<WebSocket>,
     /// Receivers found closed, to forget once no lock is held.
     dead: Vec<WebSocket>,
 }
@@ -1034,6 +1029,7 @@ impl<'f> Fanout<'f> {
             frame,
             except,
             delivery: Delivery::default(),
+            alone: Vec::new(),
             dead: Vec::new(),
         }
     }
@@ -1042,6 +1038,14 @@ impl<'f> Fanout<'f> {
         if Some(id) == self.except {
             return;
         }
+        if ws.compresses_alone(self.frame) {
+            self.alone.push(ws.clone());
+            return;
+        }
+        self.send_now(ws);
+    }
+
+    fn send_now(&mut self, ws: &WebSocket) {
         let status = ws.send_prepared(self.frame);
         self.delivery.count(status);
         if !status.is_queued() && ws.ready_state() == ReadyState::Closed {
@@ -1049,8 +1053,12 @@ impl<'f> Fanout<'f> {
         }
     }
 
-    /// Counts the fan-out in the metrics and forgets dead receivers. Called with no hub lock held.
-    fn finish(self, rooms: &Rooms, scope: Scope<'_>) -> Delivery {
+    /// Sends to the receivers that compress alone, counts the fan-out in the metrics and forgets dead
+    /// receivers. Called with no hub lock held.
+    fn finish(mut self, rooms: &Rooms, scope: Scope<'_>) -> Delivery {
+        for ws in std::mem::take(&mut self.alone) {
+            self.send_now(&ws);
+        }
         let delivery = self.delivery;
         let metrics = rooms.metrics();
         metrics.fanouts.increment(1);

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use verb::prelude::*;
 use verb::test::TestServer;
-use verb::{Compression, Rooms};
+use verb::{Compression, Greeting, Rooms};
 
 use crate::ws_raw::frame;
 
@@ -514,4 +514,105 @@ async fn an_idle_connection_gives_its_compressor_back() {
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let after = echo(&mut stream).await;
     assert_eq!(after, fresh, "a fresh compressor after a quiet spell");
+}
+
+/// Receivers that compress with a context of their own (server context takeover) get join
+/// announcements and room fan-outs after the hub has released its locks: still every one, in
+/// order (their contexts stay in step with the client's), before the sending call returns, and
+/// counted in its `Delivery`.
+#[tokio::test]
+async fn receivers_with_their_own_compressor_get_every_fan_out_in_order() {
+    let mut app = verb::create_server();
+    app.ws(
+        "/room",
+        Ws::new()
+            .compression_with(Compression::new().server_context_takeover(true))
+            .open(|ws: &WebSocket, _req: &Request| {
+                let Some(rooms) = ws.attachment::<Rooms>() else {
+                    return;
+                };
+                let joined = rooms.join_with("all", ws, |count| {
+                    Greeting::new()
+                        .announce(Message::text(format!("{count}:{}", json_of_size(3000))))
+                });
+                if let Ok(Some(joined)) = joined {
+                    ws.send(Message::text(format!(
+                        "announced to {}",
+                        joined.announced.recipients()
+                    )));
+                }
+            })
+            .message(|ws: &WebSocket, msg: Message| {
+                if let Some(rooms) = ws.attachment::<Rooms>() {
+                    let delivery = rooms.to("all").except(ws).send(msg);
+                    ws.send(Message::text(format!("sent to {}", delivery.recipients())));
+                }
+            }),
+    );
+    let server = TestServer::start(app).await;
+
+    /// A client and the inflater that follows the server's context for it.
+    struct Client {
+        stream: TcpStream,
+        inflater: Decompress,
+    }
+    impl Client {
+        async fn text(&mut self) -> String {
+            let (first, payload) = read_frame(&mut self.stream).await;
+            assert_eq!(first & 0x0f, 0x1, "a text frame");
+            let data = if first & RSV1 != 0 {
+                inflate(&mut self.inflater, &payload)
+            } else {
+                payload
+            };
+            String::from_utf8(data).expect("UTF-8")
+        }
+    }
+
+    let mut clients: Vec<Client> = Vec::new();
+    for (n, offer) in [
+        Some("permessage-deflate"),
+        Some("permessage-deflate"),
+        Some("permessage-deflate"),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (stream, head) = handshake(server.addr(), "/room", offer).await;
+        assert_eq!(extensions_of(&head).is_some(), offer.is_some(), "{head}");
+        let mut newcomer = Client {
+            stream,
+            inflater: Decompress::new(false),
+        };
+        assert_eq!(newcomer.text().await, format!("announced to {n}"));
+        for member in &mut clients {
+            let announcement = member.text().await;
+            assert!(
+                announcement.starts_with(&format!("{}:{{", n + 1)),
+                "{announcement:.40}"
+            );
+        }
+        clients.push(newcomer);
+    }
+
+    let big = json_of_size(5000);
+    for sender in [3, 0] {
+        for _ in 0..4 {
+            clients[sender]
+                .stream
+                .write_all(&frame(0x81, big.as_bytes()))
+                .await
+                .unwrap();
+            assert_eq!(clients[sender].text().await, "sent to 3");
+        }
+        for (n, client) in clients.iter_mut().enumerate() {
+            if n == sender {
+                continue;
+            }
+            for _ in 0..4 {
+                assert_eq!(client.text().await, big, "receiver {n}");
+            }
+        }
+    }
 }
